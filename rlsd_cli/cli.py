@@ -1,0 +1,235 @@
+"""The `rlsd` command: parse, build a config, call a pipeline, print."""
+
+from __future__ import annotations
+
+from . import env
+
+env.configure()  # before transformers / TRL / the hub client are imported anywhere
+
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import typer  # noqa: E402
+from rich.table import Table  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from . import __version__, console  # noqa: E402
+from .errors import EXIT_INTERRUPTED, RlsdError  # noqa: E402
+from .model import DEFAULT_MODEL, QUANT_CHOICES  # noqa: E402
+
+_state = {"json": False}
+
+
+class _Group(TyperGroup):
+    """Turns expected failures into one line on stderr and their exit code, and Ctrl-C into 130."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RlsdError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _fail(message: str, code: int):
+    if _state["json"]:
+        console.print_json({"error": message, "exit_code": code})
+    print(f"rlsd: error: {message}", file=sys.stderr, flush=True)
+    raise typer.Exit(code)
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Adapt an open LLM to your documents and tasks on one machine, and keep it good at everything else.",
+)
+models_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Models: what is cached, where, how big.")
+runs_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Run directories written by the training verbs.")
+app.add_typer(models_app, name="models")
+app.add_typer(runs_app, name="runs")
+
+JSON_HELP = "Print one JSON object instead of tables."
+ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: smollm2-135m, a folder, a .gguf, runs/NAME or a hub id.")
+QuantOpt = typer.Option("auto", "--quant", help=f"Weights precision: {'|'.join(QUANT_CHOICES)}.")
+RunsDirOpt = typer.Option(None, "--runs-dir", help="Where run folders live (default: ./runs, or $RLSD_RUNS).")
+
+
+def _json(flag: bool) -> bool:
+    _state["json"] = _state["json"] or flag
+    return _state["json"]
+
+
+def _version(value: bool):
+    if value:
+        print(f"rlsd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version."),  # noqa: UP007
+):
+    _state["json"] = json_out
+    if not console.stderr.is_terminal:
+        # Progress bars in a log file are noise; rich/plain status lines still say what is happening.
+        os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+# ---------------------------------------------------------------- models
+
+
+@models_app.command("list")
+def models_list(json_out: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """Models converted and cached under $RLSD_HOME/models."""
+    from .model import list_cached_models, models_dir
+
+    rows = list_cached_models()
+    if _json(json_out):
+        console.print_json({"models_dir": str(models_dir()), "models": rows})
+        return
+    table = Table(title=f"models in {models_dir()}")
+    for column in ("name", "cached", "size", "source", "path"):
+        table.add_column(column)
+    for row in rows:
+        source = row["source"] or {}
+        table.add_row(
+            row["name"],
+            "yes" if row["cached"] else "no (converted on first use)",
+            console.human_bytes(row["size_bytes"]),
+            ", ".join(f"{k}={v}" for k, v in source.items()),
+            row["path"] or "-",
+        )
+    console.stdout.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    spec: str = typer.Argument(DEFAULT_MODEL, help="Model spec."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Where a model spec resolves to on disk and how big it is (converting or downloading it once if needed)."""
+    from .model import describe_model
+
+    info = describe_model(spec)
+    if _json(json_out):
+        console.print_json(info)
+        return
+    table = Table(show_header=False)
+    for key, value in info.items():
+        shown = console.human_bytes(value) if key.endswith("size_bytes") else f"{value:,}" if isinstance(value, int) else str(value)
+        table.add_row(key, shown)
+    console.stdout.print(table)
+
+
+# ---------------------------------------------------------------- runs
+
+
+@runs_app.command("list")
+def runs_list(runs_dir: Optional[Path] = RunsDirOpt, json_out: bool = typer.Option(False, "--json", help=JSON_HELP)):  # noqa: UP007
+    """Every run folder, newest last."""
+    from .runs import list_runs
+
+    rows = list_runs(runs_dir)
+    if _json(json_out):
+        console.print_json({"runs": [{k: v for k, v in r.items() if k != "record"} for r in rows]})
+        return
+    table = Table(title="runs")
+    for column in ("name", "verb", "status", "steps", "base model", "parent", "created", "adapter"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["name"], r["verb"] or "-", r["status"], str(r["steps"]), r["base_model"], r["parent"] or "-",
+            r["created"] or "-", console.human_bytes(r["adapter_size_bytes"]),
+        )
+    console.stdout.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    name: str = typer.Argument(..., help="Run name (under the runs folder) or path."),
+    runs_dir: Optional[Path] = RunsDirOpt,  # noqa: UP007
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """A run's record, final summary and last metrics."""
+    from .runs import describe_run, run_path
+
+    info = describe_run(run_path(name, runs_dir))
+    if _json(json_out):
+        console.print_json(info)
+        return
+    table = Table(show_header=False, title=f"run {info['name']}")
+    for key in ("path", "verb", "status", "steps", "base_model", "parent", "created"):
+        table.add_row(key, str(info[key]))
+    table.add_row("command", " ".join(info["record"].get("command", [])))
+    for key, value in (info["summary"] or {}).items():
+        table.add_row(f"summary.{key}", str(value))
+    console.stdout.print(table)
+
+
+# ---------------------------------------------------------------- chat
+
+
+@app.command()
+def chat(
+    model: str = ModelOpt,
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Answer this one prompt and exit; interactive otherwise."),  # noqa: UP007
+    quant: str = QuantOpt,
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Most tokens per answer."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy; otherwise plain sampling."),
+    system: Optional[str] = typer.Option(None, "--system", help="System prompt (default: the chat template's own)."),  # noqa: UP007
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Talk to a model or a trained run; streams tokens as they come."""
+    from .chat import ChatConfig, reply
+    from .model import load_model
+
+    config = ChatConfig(model=model, quant=quant, max_new_tokens=max_new_tokens, temperature=temperature, system=system)
+    as_json = _json(json_out)
+    loaded = load_model(config.model, quant=config.quant)
+
+    def stream(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    if prompt is not None:
+        result = reply(loaded, [{"role": "user", "content": prompt}], config, on_text=None if as_json else stream)
+        if as_json:
+            console.print_json({"model": model, "prompt": prompt, **result})
+        else:
+            sys.stdout.write("\n")
+        return
+    if as_json:
+        raise RlsdError("--json needs --prompt: an interactive chat has no single result to print")
+    console.say(f"chatting with {model}; /reset clears the conversation, /exit or Ctrl-D quits")
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            line = console.stdout.input("[bold cyan]you>[/] ")
+        except EOFError:
+            sys.stdout.write("\n")
+            return
+        if line.strip() in ("/exit", "/quit"):
+            return
+        if line.strip() == "/reset":
+            history = []
+            continue
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line})
+        result = reply(loaded, history, config, on_text=stream)
+        sys.stdout.write("\n")
+        history.append({"role": "assistant", "content": result["response"]})
+
+
+def main(argv: list[str] | None = None) -> None:
+    app(args=argv, prog_name="rlsd")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Run directories: everything a training verb produces, in one folder that is never overwritten.
+
+runs/<name>/
+  run.json        resolved config, command line, package versions, base model (spec + weights hash), parent run
+  adapter/        the final PEFT adapter (safetensors), written in one rename
+  metrics.jsonl   one JSON line per logged step
+  summary.json    final metrics, wall time, tokens/s, peak memory
+  checkpoints/    step-N/ folders, each written in one rename
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInputError
+from .fsutil import append_jsonl, atomic_directory, atomic_write_json, dir_size_bytes, replace_directory
+
+RUN_RECORD = "run.json"
+RUNS_ROOT = Path(os.environ.get("RLSD_RUNS", "runs"))
+PACKAGES = ("rlsd", "torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def default_run_name(verb: str) -> str:
+    return f"{verb}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_path(name_or_path: str | Path, root: Path | None = None) -> Path:
+    """A run is named by its folder, or by its bare name under the runs root."""
+    path = Path(name_or_path)
+    if path.is_dir() or len(path.parts) > 1:
+        return path
+    return (root or RUNS_ROOT) / path
+
+
+def read_run_record(run_dir: Path) -> dict[str, Any]:
+    record_path = run_dir / RUN_RECORD
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInputError(f"{run_dir}: not a run folder (no {RUN_RECORD})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{record_path}: not valid JSON ({exc}); restore it from a backup") from None
+    if not isinstance(record, dict) or not isinstance(record.get("base_model"), dict) or "spec" not in record["base_model"]:
+        raise BadInputError(f"{record_path}: missing base_model.spec; this file was not written by rlsd")
+    return record
+
+
+@dataclass
+class Run:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def create(
+        cls,
+        verb: str,
+        *,
+        name: str | None = None,
+        root: Path | None = None,
+        force: bool = False,
+        resume: bool = False,
+        record: dict[str, Any] | None = None,
+    ) -> Run:
+        """Make runs/<name>/ and write run.json. An existing run is an error unless `resume` (reuse it)
+        or `force` (move the old one to runs/.trash/ first: nothing is deleted)."""
+        root = root or RUNS_ROOT
+        name = name or default_run_name(verb)
+        if not name or "/" in name or name.startswith("."):
+            raise BadInputError(f"--name {name!r}: a run name is one folder name, without '/' or a leading '.'")
+        path = root / name
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInputError(f"{root}: cannot create the runs folder ({exc.strerror}); pass a writable --runs-dir") from None
+        if path.exists():
+            if resume:
+                run = cls(path)
+                read_run_record(path)
+                return run
+            if not force:
+                raise BadInputError(
+                    f"{path}: a run with this name exists; pass --resume to continue it, "
+                    "--force to move it to runs/.trash/, or another --name"
+                )
+            trash = root / ".trash"
+            trash.mkdir(exist_ok=True)
+            os.rename(path, trash / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        elif resume:
+            raise BadInputError(f"{path}: --resume given but no such run exists")
+        try:
+            # mkdir is atomic: of two processes asking for the same name, exactly one wins.
+            path.mkdir()
+        except FileExistsError:
+            raise BadInputError(f"{path}: another process just created a run with this name; pass another --name") from None
+        except OSError as exc:
+            raise BadInputError(f"{path}: cannot create the run folder ({exc.strerror})") from None
+        run = cls(path)
+        full_record = {
+            "name": name,
+            "verb": verb,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": sys.argv,
+            "versions": package_versions(),
+        }
+        full_record.update(record or {})
+        atomic_write_json(path / RUN_RECORD, full_record)
+        (path / "checkpoints").mkdir()
+        return run
+
+    def record(self) -> dict[str, Any]:
+        return read_run_record(self.path)
+
+    def update_record(self, **fields: Any) -> None:
+        record = self.record()
+        record.update(fields)
+        atomic_write_json(self.path / RUN_RECORD, record)
+
+    def log_metrics(self, step: int, **metrics: Any) -> None:
+        append_jsonl(self.path / "metrics.jsonl", {"step": step, "time": round(time.time(), 3), **metrics})
+
+    def metrics(self) -> list[dict[str, Any]]:
+        rows = []
+        path = self.path / "metrics.jsonl"
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                with contextlib.suppress(ValueError):  # a torn last line after a crash
+                    rows.append(json.loads(line))
+        return rows
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.path / "summary.json", summary)
+
+    def summary(self) -> dict[str, Any] | None:
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads((self.path / "summary.json").read_text(encoding="utf-8"))
+        return None
+
+    def save_adapter(self, model, tokenizer=None) -> Path:
+        """Write the PEFT adapter to adapter/ in one rename (the previous one stays until the new one is in)."""
+        final = self.path / "adapter"
+        with atomic_directory(self.path / ".adapter.new") as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+        replace_directory(self.path / ".adapter.new", final)
+        return final
+
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.path / "checkpoints" / f"step-{step:06d}"
+
+
+def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
+    root = root or RUNS_ROOT
+    rows = []
+    if not root.is_dir():
+        return rows
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (path / RUN_RECORD).is_file():
+            continue
+        rows.append(describe_run(path))
+    return rows
+
+
+def describe_run(path: Path) -> dict[str, Any]:
+    record = read_run_record(path)
+    run = Run(path)
+    summary = run.summary() or {}
+    metrics = run.metrics()
+    status = "finished" if (path / "adapter" / "adapter_config.json").is_file() and summary else "incomplete"
+    return {
+        "name": path.name,
+        "path": str(path),
+        "verb": record.get("verb"),
+        "created": record.get("created"),
+        "base_model": record["base_model"].get("spec"),
+        "parent": record.get("parent"),
+        "status": status,
+        "steps": metrics[-1]["step"] if metrics else 0,
+        "adapter_size_bytes": dir_size_bytes(path / "adapter") if (path / "adapter").is_dir() else 0,
+        "summary": summary,
+        "record": record,
+    }
+
+
+def remove_tree_quietly(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
