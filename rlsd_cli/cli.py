@@ -9,7 +9,6 @@ env.configure()  # before transformers / TRL / the hub client are imported anywh
 import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Optional  # noqa: E402
 
 import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -73,7 +72,7 @@ def _version(value: bool):
 @app.callback()
 def main_callback(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version."),  # noqa: UP007
+    version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version."),  # noqa: UP007
 ):
     _state["json"] = json_out
     if not console.stderr.is_terminal:
@@ -131,7 +130,7 @@ def models_show(
 
 
 @runs_app.command("list")
-def runs_list(runs_dir: Optional[Path] = RunsDirOpt, json_out: bool = typer.Option(False, "--json", help=JSON_HELP)):  # noqa: UP007
+def runs_list(runs_dir: Path | None = RunsDirOpt, json_out: bool = typer.Option(False, "--json", help=JSON_HELP)):  # noqa: UP007
     """Every run folder, newest last."""
     from .runs import list_runs
 
@@ -153,7 +152,7 @@ def runs_list(runs_dir: Optional[Path] = RunsDirOpt, json_out: bool = typer.Opti
 @runs_app.command("show")
 def runs_show(
     name: str = typer.Argument(..., help="Run name (under the runs folder) or path."),
-    runs_dir: Optional[Path] = RunsDirOpt,  # noqa: UP007
+    runs_dir: Path | None = RunsDirOpt,  # noqa: UP007
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """A run's record, final summary and last metrics."""
@@ -178,11 +177,11 @@ def runs_show(
 @app.command()
 def chat(
     model: str = ModelOpt,
-    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Answer this one prompt and exit; interactive otherwise."),  # noqa: UP007
+    prompt: str | None = typer.Option(None, "--prompt", "-p", help="Answer this one prompt and exit; interactive otherwise."),  # noqa: UP007
     quant: str = QuantOpt,
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Most tokens per answer."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy; otherwise plain sampling."),
-    system: Optional[str] = typer.Option(None, "--system", help="System prompt (default: the chat template's own)."),  # noqa: UP007
+    system: str | None = typer.Option(None, "--system", help="System prompt (default: the chat template's own)."),  # noqa: UP007
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Talk to a model or a trained run; streams tokens as they come."""

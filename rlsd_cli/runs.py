@@ -14,7 +14,6 @@ import contextlib
 import importlib.metadata
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -86,7 +85,7 @@ class Run:
         """Make runs/<name>/ and write run.json. An existing run is an error unless `resume` (reuse it)
         or `force` (move the old one to runs/.trash/ first: nothing is deleted)."""
         root = root or RUNS_ROOT
-        name = name or default_run_name(verb)
+        name = default_run_name(verb) if name is None else name
         if not name or "/" in name or name.startswith("."):
             raise BadInputError(f"--name {name!r}: a run name is one folder name, without '/' or a leading '.'")
         path = root / name
@@ -202,7 +201,3 @@ def describe_run(path: Path) -> dict[str, Any]:
         "summary": summary,
         "record": record,
     }
-
-
-def remove_tree_quietly(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

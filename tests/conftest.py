@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny random Llama with the SmolLM2 tokenizer for fast unit tests, and the embedded
+SmolLM2-135M (converted once per machine under $RLSD_HOME) for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlsd_cli import env
+
+env.configure()
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def smollm_dir() -> Path:
+    from rlsd_cli.model import resolve_model
+
+    return resolve_model("smollm2-135m").path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm_dir) -> Path:
+    """2 layers, hidden 64, random weights (seeded), SmolLM2's tokenizer and chat template."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def runs_root(tmp_path) -> Path:
+    return tmp_path / "runs"
+
+
+def run_cli(*args: str, cwd: Path | None = None, env_extra: dict | None = None, timeout: int = 600):
+    """Run the installed `rlsd` console script as a user would; returns the CompletedProcess."""
+    environment = dict(os.environ, **(env_extra or {}))
+    rlsd = Path(sys.executable).with_name("rlsd")
+    return subprocess.run(
+        [str(rlsd), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
+    )
