@@ -72,7 +72,7 @@ def _version(value: bool):
 @app.callback()
 def main_callback(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
-    version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version."),  # noqa: UP007
+    version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version."),
 ):
     _state["json"] = json_out
     if not console.stderr.is_terminal:
@@ -130,7 +130,7 @@ def models_show(
 
 
 @runs_app.command("list")
-def runs_list(runs_dir: Path | None = RunsDirOpt, json_out: bool = typer.Option(False, "--json", help=JSON_HELP)):  # noqa: UP007
+def runs_list(runs_dir: Path | None = RunsDirOpt, json_out: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """Every run folder, newest last."""
     from .runs import list_runs
 
@@ -152,7 +152,7 @@ def runs_list(runs_dir: Path | None = RunsDirOpt, json_out: bool = typer.Option(
 @runs_app.command("show")
 def runs_show(
     name: str = typer.Argument(..., help="Run name (under the runs folder) or path."),
-    runs_dir: Path | None = RunsDirOpt,  # noqa: UP007
+    runs_dir: Path | None = RunsDirOpt,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """A run's record, final summary and last metrics."""
@@ -177,11 +177,11 @@ def runs_show(
 @app.command()
 def chat(
     model: str = ModelOpt,
-    prompt: str | None = typer.Option(None, "--prompt", "-p", help="Answer this one prompt and exit; interactive otherwise."),  # noqa: UP007
+    prompt: str | None = typer.Option(None, "--prompt", "-p", help="Answer this one prompt and exit; interactive otherwise."),
     quant: str = QuantOpt,
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Most tokens per answer."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy; otherwise plain sampling."),
-    system: str | None = typer.Option(None, "--system", help="System prompt (default: the chat template's own)."),  # noqa: UP007
+    system: str | None = typer.Option(None, "--system", help="System prompt (default: the chat template's own)."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Talk to a model or a trained run; streams tokens as they come."""
@@ -224,6 +224,108 @@ def chat(
         result = reply(loaded, history, config, on_text=stream)
         sys.stdout.write("\n")
         history.append({"role": "assistant", "content": result["response"]})
+
+
+# ---------------------------------------------------------------- eval
+
+eval_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Score a model on a suite; compare models; gate on a threshold (exit 3).")
+app.add_typer(eval_app, name="eval")
+
+
+def _print_report(report: dict, as_json: bool) -> None:
+    if as_json:
+        console.print_json(report)
+        return
+    title = f"{report['suite']}: {report.get('model') or report.get('responses')}  (n={report['n']})"
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("score", justify="right")
+    for name, value in report["metrics"].items():
+        marker = " *" if name == report["primary_metric"] else ""
+        table.add_row(name + marker, f"{value:.4f}")
+    console.stdout.print(table)
+    generation = report.get("generation")
+    if generation:
+        console.say(
+            f"{generation['items']} items, {generation['new_tokens']} new tokens in {generation['seconds']} s "
+            f"({generation['tokens_per_second']} tokens/s)" + ("; cached" if report.get("cached") else "")
+        )
+    if report.get("report_path"):
+        console.say(f"report: {report['report_path']} (per-item responses and verdicts beside it, .jsonl)")
+
+
+def _make_eval_command(suite_name: str):
+    from .suites import SUITES
+
+    suite = SUITES[suite_name]
+
+    def command(
+        model: str = ModelOpt,
+        data: Path | None = typer.Option(None, "--data", help=f"JSONL data file{f' (e.g. {suite.example_data})' if suite.example_data else ''}; default: the hub dataset, if any."),
+        responses: Path | None = typer.Option(None, "--responses", help=f"Score these responses (JSONL with '{suite.key_field}' and 'response') instead of generating."),
+        limit: int | None = typer.Option(None, "--limit", help="Evaluate a seeded sample of N items (same items for every model)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
+        max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help=f"Most tokens per response (default {suite.default_max_new_tokens})."),
+        batch_size: int = typer.Option(16, "--batch-size", help="Prompts generated together."),
+        temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy (default)."),
+        quant: str = QuantOpt,
+        no_cache: bool = typer.Option(False, "--no-cache", help="Recompute even if a report for the same model, data and parameters exists."),
+        min_score: float | None = typer.Option(None, "--min-score", help="Exit 3 when the metric is below this."),
+        metric: str | None = typer.Option(None, "--metric", help=f"Metric for --min-score (default {suite.primary_metric})."),
+        out: Path | None = typer.Option(None, "--out", help="Also write the report (JSON) here."),
+        json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    ):
+        from .evaluate import EvalConfig, check_threshold, run_eval
+
+        config = EvalConfig(
+            suite=suite_name, model=model, data=data, responses=responses, limit=limit, seed=seed,
+            max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature, quant=quant,
+            use_cache=not no_cache, min_score=min_score, metric=metric, out=out,
+        )
+        report = run_eval(config)
+        _print_report(report, _json(json_out))
+        check_threshold(report, config.min_score, config.metric)
+
+    command.__doc__ = f"{suite.description}. Key field: '{suite.key_field}'."
+    return command
+
+
+def _register_eval_commands() -> None:
+    from .suites import SUITES
+
+    for name in SUITES:
+        eval_app.command(name)(_make_eval_command(name))
+
+
+_register_eval_commands()
+
+
+@eval_app.command("compare")
+def eval_compare(
+    models: list[str] = typer.Argument(..., help="Two or more model specs (base models or runs) evaluated before."),
+    plot: Path | None = typer.Option(None, "--plot", help="Where to write the bar chart (default: beside the first model's reports)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --plot file."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """A table of every suite the models share, with deltas against the first, and a PNG bar chart."""
+    from .evaluate import compare
+
+    result = compare(models, plot=plot, force=force)
+    if _json(json_out):
+        console.print_json(result)
+        return
+    table = Table(title="rlsd eval compare")
+    table.add_column("suite")
+    table.add_column("metric")
+    for i, spec in enumerate(models):
+        table.add_column(spec if i == 0 else f"{spec} (delta)", justify="right")
+    for row in result["rows"]:
+        cells = [f"{row['values'][0]:.4f}"]
+        for value, delta in zip(row["values"][1:], row["deltas"][1:], strict=True):
+            cells.append("-" if value is None else f"{value:.4f} ({delta:+.4f})")
+        table.add_row(row["suite"] + ("" if row["same_items"] else " (different items!)"), row["metric"], *cells)
+    console.stdout.print(table)
+    console.say(f"chart: {result['plot']}")
 
 
 def main(argv: list[str] | None = None) -> None:

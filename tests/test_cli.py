@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
 
+from conftest import run_cli
 from rlsd_cli.model import LoraSettings, load_model
 from rlsd_cli.runs import Run
 

@@ -1,0 +1,123 @@
+"""The eval pipeline on the tiny random model: reports, caching, --responses, thresholds, compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli
+from rlsd_cli.errors import ThresholdNotMet
+from rlsd_cli.evaluate import EvalConfig, check_threshold, compare, run_eval, seeded_sample
+from rlsd_cli.model import LoraSettings, load_model
+from rlsd_cli.runs import Run
+
+QA = Path(__file__).parent / "data" / "qa_fictional.jsonl"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLSD_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def _config(model, **kw):
+    return EvalConfig(suite="qa", model=str(model), data=QA, max_new_tokens=6, batch_size=4, **kw)
+
+
+def test_seeded_sample_is_stable_and_ordered():
+    rows = list(range(100))
+    a, b = seeded_sample(rows, 10, 0), seeded_sample(rows, 10, 0)
+    assert a == b == sorted(a) and len(a) == 10
+    assert seeded_sample(rows, 10, 1) != a
+    assert seeded_sample(rows, 500, 0) == rows
+
+
+def test_report_is_saved_with_per_item_rows_and_reused(home, tiny_model_dir):
+    report = run_eval(_config(tiny_model_dir))
+    assert report["n"] == 6 and set(report["metrics"]) == {"accuracy"} and not report["cached"]
+    path = Path(report["report_path"])
+    assert path.parent.parent == home / "evals"
+    rows = [json.loads(line) for line in path.with_suffix(".jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["q1", "q2", "q3", "q4", "q5", "q6"]
+    assert all("response" in r and "correct" in r["verdict"] and r["new_tokens"] <= 6 for r in rows)
+    assert report["generation"]["new_tokens"] > 0 and report["generation"]["tokens_per_second"] > 0
+
+    again = run_eval(_config(tiny_model_dir))
+    assert again["cached"] and again["metrics"] == report["metrics"]
+    different = run_eval(_config(tiny_model_dir, limit=3))
+    assert not different["cached"] and different["n"] == 3
+    assert len(list((path.parent / "history").glob("qa-*.json"))) == 1  # the older report was kept
+
+
+def test_responses_scoring_matches_generated_scoring(home, tiny_model_dir, tmp_path):
+    report = run_eval(_config(tiny_model_dir, use_cache=False))
+    rows = Path(report["report_path"]).with_suffix(".jsonl").read_text()
+    given = tmp_path / "responses.jsonl"
+    given.write_text(rows)
+    rescored = run_eval(EvalConfig(suite="qa", data=QA, responses=given))
+    assert rescored["metrics"] == report["metrics"] and rescored["n"] == report["n"]
+
+    right = tmp_path / "right.jsonl"
+    right.write_text('{"id": "q4", "response": "It is Ingrid Halvorsen."}\n{"id": "q2", "response": "12"}\n')
+    scored = run_eval(EvalConfig(suite="qa", data=QA, responses=right))
+    assert scored["metrics"]["accuracy"] == 0.5
+
+
+def test_responses_with_unknown_key_names_the_line(tmp_path):
+    given = tmp_path / "r.jsonl"
+    given.write_text('{"id": "q1", "response": "Paris"}\n{"id": "nope", "response": "x"}\n')
+    result = run_cli("eval", "qa", "--data", str(QA), "--responses", str(given))
+    assert result.returncode == 2
+    assert f"{given}:2: no item with id=nope" in result.stderr
+
+
+def test_threshold():
+    report = {"suite": "qa", "metrics": {"accuracy": 0.5}, "primary_metric": "accuracy"}
+    check_threshold(report, 0.5, None)
+    with pytest.raises(ThresholdNotMet):
+        check_threshold(report, 0.99, "accuracy")
+
+
+def test_cli_min_score_exits_3_and_json_parses(home, tiny_model_dir):
+    result = run_cli(
+        "eval", "qa", "--model", str(tiny_model_dir), "--data", str(QA), "--max-new-tokens", "4",
+        "--min-score", "0.99", "--json", env_extra={"RLSD_HOME": str(home)},
+    )
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout.splitlines()[0])
+    assert report["suite"] == "qa" and report["metrics"]["accuracy"] < 0.99
+    assert "below --min-score 0.99" in result.stderr
+
+
+def test_run_reports_live_in_the_run_and_compare_makes_a_table_and_chart(home, tiny_model_dir, tmp_path):
+    loaded = load_model(str(tiny_model_dir), lora=LoraSettings(r=4, dropout=0.0), trainable=True)
+    torch.manual_seed(0)
+    for name, param in loaded.model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 1.0)
+    run = Run.create("sft", name="tuned", root=tmp_path / "runs", record={"base_model": loaded.record()})
+    run.save_adapter(loaded.model)
+    base_report = run_eval(_config(tiny_model_dir))
+    run_report = run_eval(_config(run.path))
+    assert Path(run_report["report_path"]) == run.path / "evals" / "qa.json"
+    assert run_report["adapter_sha256"] and base_report["adapter_sha256"] is None
+
+    result = compare([str(tiny_model_dir), str(run.path)])
+    (row,) = result["rows"]
+    assert row["suite"] == "qa" and row["same_items"]
+    assert row["deltas"][1] == pytest.approx(row["values"][1] - row["values"][0])
+    png = Path(result["plot"])
+    assert png == Path(base_report["report_path"]).parent / "compare.png"  # beside the first model's reports
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    cli = run_cli("eval", "compare", str(tiny_model_dir), str(run.path), env_extra={"RLSD_HOME": str(home)})
+    assert cli.returncode == 0, cli.stderr
+    assert "accuracy" in cli.stdout and "qa" in cli.stdout
+
+
+def test_compare_without_reports_says_what_to_run(home, tiny_model_dir, tmp_path):
+    result = run_cli("eval", "compare", str(tiny_model_dir), str(tiny_model_dir), env_extra={"RLSD_HOME": str(home)})
+    assert result.returncode == 2 and "rlsd eval SUITE --model" in result.stderr

@@ -1,0 +1,96 @@
+"""Suite data loading and scoring without any model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SHARED
+from rlsd_cli.errors import BadInputError
+from rlsd_cli.suites import SUITES, get_suite
+from rlsd_cli.suites.qa import contains_phrase
+
+
+@pytest.mark.parametrize(
+    ("response", "answer", "expected"),
+    [
+        ("The answer is 12.", "2", False),
+        ("It has 2 wheels.", "2", True),
+        ("Revenue was 1,000 euros", "1000", True),
+        ("Ingrid Halvorsen leads it.", "ingrid halvorsen", True),
+        ("Ingrid leads it; Halvorsen founded it.", "Ingrid Halvorsen", False),
+        ("PROJECT KESTREL!", "Project Kestrel", True),
+        ("Kestrels are birds", "Kestrel", False),
+        ("", "x", False),
+    ],
+)
+def test_qa_matches_whole_words_and_numbers(response, answer, expected):
+    assert contains_phrase(response, answer) is expected
+
+
+def test_qa_aliases_count(tmp_path):
+    suite = get_suite("qa")
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"question": "Legs on a spider?", "answer": "8", "aliases": ["eight"]}) + "\n")
+    (item,) = suite.load(path)
+    assert item.key == 1
+    assert suite.score(item, "Spiders have eight legs.")["correct"]
+    assert not suite.score(item, "Spiders have 18 legs.")["correct"]
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "a", "answer": "b"}\n{"question": "c", "answer": \n')
+    with pytest.raises(BadInputError, match=r"q\.jsonl:2: not valid JSON"):
+        get_suite("qa").load(path)
+
+
+def test_missing_field_names_file_and_line(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "a", "answer": "b"}\n\n{"question": "c"}\n')
+    with pytest.raises(BadInputError, match=r"q\.jsonl:3: missing or empty 'answer'"):
+        get_suite("qa").load(path)
+
+
+def test_non_utf8_data_is_bad_input(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(b'{"question": "caf\xe9", "answer": "b"}\n')
+    with pytest.raises(BadInputError, match="UTF-8"):
+        get_suite("qa").load(path)
+
+
+def test_unknown_suite():
+    with pytest.raises(BadInputError, match="ifeval"):
+        get_suite("mmlu")
+
+
+def test_gsm8k_official_file_loads_with_line_keys():
+    items = get_suite("gsm8k").load(SHARED / "benchmarks" / "gsm8k" / "test.jsonl")
+    assert len(items) == 1319
+    assert items[0].key == 1 and items[0].record["answer"] == "18"
+    assert "Janet" in items[0].messages[0]["content"]
+
+
+def test_math_suite_accepts_prompt_or_question_and_hash_answers(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(
+        json.dumps({"id": "a", "prompt": "2+2?", "answer": "4"}) + "\n"
+        + json.dumps({"question": "3*3?", "answer": "so 9\n#### 9", "solution": "3*3=9"}) + "\n"
+    )
+    first, second = get_suite("math").load(path)
+    assert (first.key, second.key) == ("a", 2)
+    assert get_suite("math").score(second, "3 times 3 is 9.\nAnswer: 9")["correct"]
+    assert not get_suite("math").score(first, "Answer: 5")["correct"]
+
+
+def test_duplicate_keys_are_rejected(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": 1, "question": "a", "answer": "b"}\n{"id": 1, "question": "c", "answer": "d"}\n')
+    with pytest.raises(BadInputError, match="duplicate"):
+        get_suite("qa").load(path)
+
+
+def test_every_suite_documents_its_key_field():
+    for name, suite in SUITES.items():
+        assert suite.key_field and suite.primary_metric and suite.description, name

@@ -1,0 +1,77 @@
+"""The math answer extraction and the verifier specs shared by `eval math|gsm8k` and `reason`."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlsd_cli.errors import BadInputError
+from rlsd_cli.verifiers import (
+    answers_match,
+    build_verifier,
+    extract_final_answer,
+    gsm8k_reference,
+    parse_number,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("She has 3 apples, then 4 more, so 7 in total.", "7"),
+        ("Step 1: 12 + 30 = 42\n#### 42", "42"),
+        ("The answer is 18. Later she buys 2 more.", "18"),
+        ("Answer: 1,250", "1,250"),
+        ("so the result is \\boxed{\\frac{3}{4}}", "\\frac{3}{4}"),
+        ("I do not know.", None),
+    ],
+)
+def test_extract_final_answer(text, expected):
+    assert extract_final_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("predicted", "reference", "same"),
+    [
+        ("$1,250.00", "1250", True),
+        ("0.75", "3/4", True),
+        ("\\frac{3}{4}", "0.75", True),
+        ("12", "2", False),
+        ("-5", "5", False),
+        (None, "5", False),
+    ],
+)
+def test_answers_match_by_value(predicted, reference, same):
+    assert answers_match(predicted, reference) is same
+
+
+def test_parse_number_rejects_words():
+    assert parse_number("twelve") is None
+    assert parse_number("12%") == 12
+
+
+def test_gsm8k_reference_takes_the_number_after_hashes():
+    assert gsm8k_reference("Natalia sold 48/2 = <<48/2=24>>24 clips.\n#### 1,072") == "1072"
+
+
+def test_weighted_combination_and_regex():
+    verifier = build_verifier(["0.5*math", "0.5*regex:^Answer:"])
+    assert verifier("Answer: 7", {"answer": "7"}) == 1.0
+    assert verifier("It is 7", {"answer": "7"}) == 0.5
+    assert verifier("Answer: 8", {"answer": "7"}) == 0.5
+
+
+def test_python_plugin_that_raises_scores_zero_and_is_counted(tmp_path, monkeypatch):
+    (tmp_path / "my_plugin.py").write_text(
+        "def reward(completion, example):\n    if 'boom' in completion:\n        raise RuntimeError('boom')\n    return 1.0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    verifier = build_verifier("python:my_plugin:reward")
+    assert verifier("fine", {}) == 1.0
+    assert verifier("boom", {}) == 0.0
+    assert verifier.failures == 1 and "RuntimeError" in verifier.last_error
+
+
+@pytest.mark.parametrize("spec", ["maths", "regex:(", "python:nomodule_xyz:f", "python:justmodule"])
+def test_bad_verifier_specs(spec):
+    with pytest.raises(BadInputError):
+        build_verifier(spec)
