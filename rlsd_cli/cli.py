@@ -34,7 +34,7 @@ class _Group(TyperGroup):
 
 
 def _fail(message: str, code: int):
-    if _state["json"]:
+    if _state["json"] and not _state.get("reported"):
         console.print_json({"error": message, "exit_code": code})
     print(f"rlsd: error: {message}", file=sys.stderr, flush=True)
     raise typer.Exit(code)
@@ -275,7 +275,7 @@ def _make_eval_command(suite_name: str):
         out: Path | None = typer.Option(None, "--out", help="Also write the report (JSON) here."),
         json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     ):
-        from .evaluate import EvalConfig, check_threshold, run_eval
+        from .evaluate import EvalConfig, enforce_threshold, run_eval, threshold_verdict
 
         config = EvalConfig(
             suite=suite_name, model=model, data=data, responses=responses, limit=limit, seed=seed,
@@ -283,8 +283,12 @@ def _make_eval_command(suite_name: str):
             use_cache=not no_cache, min_score=min_score, metric=metric, out=out,
         )
         report = run_eval(config)
+        verdict = threshold_verdict(report, config.min_score, config.metric)
+        if verdict is not None:
+            report["threshold"] = verdict
         _print_report(report, _json(json_out))
-        check_threshold(report, config.min_score, config.metric)
+        _state["reported"] = True  # the report (with its threshold verdict) is the one JSON object
+        enforce_threshold(verdict, suite_name)
 
     command.__doc__ = f"{suite.description}. Key field: '{suite.key_field}'."
     return command

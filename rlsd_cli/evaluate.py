@@ -234,15 +234,20 @@ def _maybe_copy(out: Path | None, report: dict[str, Any]) -> None:
     atomic_write_json(out, {k: v for k, v in report.items() if k != "_rows"})
 
 
-def check_threshold(report: dict[str, Any], min_score: float | None, metric: str | None) -> None:
+def threshold_verdict(report: dict[str, Any], min_score: float | None, metric: str | None) -> dict[str, Any] | None:
+    """Whether the report meets `--min-score` on `--metric` (the suite's primary metric by default)."""
     if min_score is None:
-        return
+        return None
     name = metric or report["primary_metric"]
     if name not in report["metrics"]:
         raise BadInputError(f"--metric {name!r}: the {report['suite']} suite reports {', '.join(report['metrics'])}")
     value = report["metrics"][name]
-    if value < min_score:
-        raise ThresholdNotMet(f"{report['suite']} {name} = {value:.4f} is below --min-score {min_score}")
+    return {"metric": name, "value": value, "min_score": min_score, "passed": value >= min_score}
+
+
+def enforce_threshold(verdict: dict[str, Any] | None, suite: str) -> None:
+    if verdict is not None and not verdict["passed"]:
+        raise ThresholdNotMet(f"{suite} {verdict['metric']} = {verdict['value']:.4f} is below --min-score {verdict['min_score']}")
 
 
 # ---------------------------------------------------------------- compare

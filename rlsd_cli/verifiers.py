@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import BadInputError
 
-_NUMBER = r"-?\$?\s?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?%?"
+_NUMBER = r"-?\$?\s?\d(?:[\d,]*\d)?(?:\.\d+)?(?:\s*/\s*\d+)?%?"
 _MARKERS = [
     re.compile(r"####\s*(" + _NUMBER + r"|[^\n]+)"),
     re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}"),

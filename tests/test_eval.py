@@ -9,8 +9,15 @@ import pytest
 import torch
 
 from conftest import run_cli
-from rlsd_cli.errors import ThresholdNotMet
-from rlsd_cli.evaluate import EvalConfig, check_threshold, compare, run_eval, seeded_sample
+from rlsd_cli.errors import BadInputError, ThresholdNotMet
+from rlsd_cli.evaluate import (
+    EvalConfig,
+    compare,
+    enforce_threshold,
+    run_eval,
+    seeded_sample,
+    threshold_verdict,
+)
 from rlsd_cli.model import LoraSettings, load_model
 from rlsd_cli.runs import Run
 
@@ -76,9 +83,14 @@ def test_responses_with_unknown_key_names_the_line(tmp_path):
 
 def test_threshold():
     report = {"suite": "qa", "metrics": {"accuracy": 0.5}, "primary_metric": "accuracy"}
-    check_threshold(report, 0.5, None)
+    assert threshold_verdict(report, None, None) is None
+    passed = threshold_verdict(report, 0.5, None)
+    assert passed["passed"] and passed["metric"] == "accuracy"
+    enforce_threshold(passed, "qa")
     with pytest.raises(ThresholdNotMet):
-        check_threshold(report, 0.99, "accuracy")
+        enforce_threshold(threshold_verdict(report, 0.99, "accuracy"), "qa")
+    with pytest.raises(BadInputError, match="reports accuracy"):
+        threshold_verdict(report, 0.5, "f1")
 
 
 def test_cli_min_score_exits_3_and_json_parses(home, tiny_model_dir):
@@ -87,8 +99,9 @@ def test_cli_min_score_exits_3_and_json_parses(home, tiny_model_dir):
         "--min-score", "0.99", "--json", env_extra={"RLSD_HOME": str(home)},
     )
     assert result.returncode == 3, result.stderr
-    report = json.loads(result.stdout.splitlines()[0])
+    report = json.loads(result.stdout)  # one JSON object, carrying the verdict
     assert report["suite"] == "qa" and report["metrics"]["accuracy"] < 0.99
+    assert report["threshold"] == {"metric": "accuracy", "value": report["metrics"]["accuracy"], "min_score": 0.99, "passed": False}
     assert "below --min-score 0.99" in result.stderr
 
 

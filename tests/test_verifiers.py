@@ -21,6 +21,7 @@ from rlsd_cli.verifiers import (
         ("Step 1: 12 + 30 = 42\n#### 42", "42"),
         ("The answer is 18. Later she buys 2 more.", "18"),
         ("Answer: 1,250", "1,250"),
+        ("Now we have 12, which is the total weight.", "12"),
         ("so the result is \\boxed{\\frac{3}{4}}", "\\frac{3}{4}"),
         ("I do not know.", None),
     ],
