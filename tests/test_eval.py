@@ -134,3 +134,12 @@ def test_run_reports_live_in_the_run_and_compare_makes_a_table_and_chart(home, t
 def test_compare_without_reports_says_what_to_run(home, tiny_model_dir, tmp_path):
     result = run_cli("eval", "compare", str(tiny_model_dir), str(tiny_model_dir), env_extra={"RLSD_HOME": str(home)})
     assert result.returncode == 2 and "rlsd eval SUITE --model" in result.stderr
+
+
+def test_no_data_offline_says_to_pass_data(home, tmp_path):
+    result = run_cli(
+        "eval", "ifeval", "--responses", str(tmp_path / "none.jsonl"),
+        env_extra={"RLSD_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )
+    assert result.returncode == 2
+    assert "pass --data PATH (e.g. ../shared/benchmarks/ifeval/input_data.jsonl)" in result.stderr
