@@ -17,6 +17,7 @@ from typer.core import TyperGroup  # noqa: E402
 from . import __version__, console  # noqa: E402
 from .errors import EXIT_INTERRUPTED, RlsdError  # noqa: E402
 from .model import DEFAULT_MODEL, QUANT_CHOICES  # noqa: E402
+from .sft import SFTConfig  # noqa: E402
 
 _state = {"json": False}
 
@@ -224,6 +225,95 @@ def chat(
         result = reply(loaded, history, config, on_text=stream)
         sys.stdout.write("\n")
         history.append({"role": "assistant", "content": result["response"]})
+
+
+# ---------------------------------------------------------------- sft
+
+_SFT = {name: f.default for name, f in SFTConfig.__dataclass_fields__.items()}  # one source of defaults
+
+
+@app.command()
+def sft(
+    docs: Path = typer.Argument(..., help="Folder of documents (md, txt, rst, html, pdf, docx, jsonl/json)."),
+    model: str = ModelOpt,
+    quant: str = QuantOpt,
+    lora_r: int = typer.Option(_SFT['lora_r'], "--lora-r", help="LoRA rank."),
+    lora_alpha: int = typer.Option(_SFT['lora_alpha'], "--lora-alpha", help="LoRA alpha."),
+    lora_dropout: float = typer.Option(_SFT['lora_dropout'], "--lora-dropout", help="LoRA dropout."),
+    lr: float = typer.Option(_SFT['lr'], "--lr", help="Learning rate."),
+    epochs: float = typer.Option(_SFT['epochs'], "--epochs", help="Passes over the examples."),
+    max_steps: int = typer.Option(_SFT['max_steps'], "--max-steps", help="Stop after this many optimizer steps (overrides --epochs)."),
+    batch_size: int = typer.Option(_SFT['batch_size'], "--batch-size", help="Examples per step (per device)."),
+    grad_accum: int = typer.Option(_SFT['grad_accum'], "--grad-accum", help="Gradient accumulation steps."),
+    max_length: int = typer.Option(_SFT['max_length'], "--max-length", help="Tokens per example (document windows and chats)."),
+    chunk_overlap: int = typer.Option(_SFT['chunk_overlap'], "--chunk-overlap", help="Tokens shared by consecutive document windows."),
+    mix: float = typer.Option(_SFT['mix'], "--mix", help="Fraction of training examples that are general chat."),
+    chat_data: Path | None = typer.Option(None, "--chat-data", help="General chat (JSONL with 'messages') instead of replay."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Add question/answer pairs and fact lists made from the documents."),
+    augment_model: str | None = typer.Option(None, "--augment-model", help="Also have this model ('base' = the model being trained) write Q/A pairs per chunk."),
+    seed: int = typer.Option(_SFT['seed'], "--seed"),
+    name: str | None = typer.Option(None, "--name", help="Run name (default sft-<timestamp>)."),
+    runs_dir: Path | None = RunsDirOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue the run named --name from its last checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Move an existing run of that name to runs/.trash/ and start again."),
+    save_every: int = typer.Option(_SFT['save_every'], "--save-every", help="Write a checkpoint every N steps (0: only on interruption)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first unusable file instead of skipping it."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be trained on, without loading the model."),
+    eval_qa: Path | None = typer.Option(None, "--eval-qa", help="QA JSONL to score before and after training."),
+    eval_suite: list[str] = typer.Option([], "--eval", help="Another suite to score before and after (e.g. ifeval)."),
+    eval_data: Path | None = typer.Option(None, "--eval-data", help="Data for the --eval suite."),
+    eval_limit: int | None = typer.Option(None, "--eval-limit", help="Seeded sample of N items for the --eval suite."),
+    eval_max_new_tokens: int | None = typer.Option(None, "--eval-max-new-tokens", help="Most tokens per --eval response."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Domain training on a folder of documents, mixed with general chat so the model keeps chatting."""
+    from .sft import run_sft
+
+    config = SFTConfig(
+        docs=docs, model=model, quant=quant, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+        lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
+        max_length=max_length, chunk_overlap=chunk_overlap, mix=mix, chat_data=chat_data, augment=augment,
+        augment_model=augment_model, seed=seed, name=name, runs_dir=runs_dir, resume=resume, force=force,
+        save_every=save_every, strict=strict, dry_run=dry_run, eval_qa=eval_qa, eval=eval_suite,
+        eval_data=eval_data, eval_limit=eval_limit, eval_max_new_tokens=eval_max_new_tokens,
+    )
+    result = run_sft(config)
+    if _json(json_out):
+        console.print_json(result)
+        return
+    _print_sft(result)
+
+
+def _print_sft(result: dict) -> None:
+    if result.get("dry_run"):
+        table = Table(title=f"sft --dry-run: {result['folder']}", show_header=False)
+        for key in ("files_read", "documents", "duplicates_dropped", "characters", "chunks", "chunk_tokens",
+                    "augmented_pairs", "augmented_by_kind", "chat_examples_in_data", "general_chat_examples",
+                    "general_chat_source", "chat_fraction"):
+            table.add_row(key, str(result[key]))
+        console.stdout.print(table)
+        for skipped in result["skipped"]:
+            console.stdout.print(f"skipped {skipped['path']}: {skipped['reason']}", highlight=False)
+        for sample in result["augmentation_samples"]:
+            console.stdout.print(f"({sample['kind']}) Q: {sample['question']}\n    A: {sample['answer'][:160]}", highlight=False, markup=False)
+        return
+    table = Table(title=f"sft: {result['run']}", show_header=False)
+    corpus = result["corpus"]
+    table.add_row("files read / skipped", f"{corpus['files_read']} / {len(corpus['skipped'])}")
+    table.add_row("examples", ", ".join(f"{v} {k}" for k, v in sorted(result["examples"].items())))
+    table.add_row("steps", str(result["steps"]))
+    table.add_row("tokens trained", f"{result['tokens_trained']:,}")
+    table.add_row("loss", f"{result['first_loss']} -> {result['final_loss']}")
+    table.add_row("train time", f"{result['train_seconds']} s ({result['tokens_per_second']} tokens/s)")
+    table.add_row("peak memory", console.human_bytes(result["peak_rss_bytes"]))
+    for suite, before in result["eval_before"].items():
+        after = result["eval_after"].get(suite, {})
+        for metric, value in before.items():
+            table.add_row(f"{suite} {metric}", f"{value:.4f} -> {after.get(metric, float('nan')):.4f}")
+    table.add_row("loss curve", str(result["loss_curve"]))
+    console.stdout.print(table)
+    for skipped in corpus["skipped"]:
+        console.say(f"skipped {skipped['path']}: {skipped['reason']}")
 
 
 # ---------------------------------------------------------------- eval

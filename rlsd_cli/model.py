@@ -17,6 +17,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from .fsutil import atomic_directory, atomic_write_json, dir_size_bytes
 
 DEFAULT_MODEL = "smollm2-135m"
 MODEL_RECORD = "rlsd-model.json"  # written beside converted weights: source and weights hash
+CONVERSION_FORMAT = 2  # bump when the converted folder's layout changes; older folders are redone
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,12 @@ def convert_gguf(gguf_file: Path, out_dir: Path, *, source: dict[str, Any] | Non
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out_dir.parent / f".{out_dir.name}.lock")):
-        if (out_dir / MODEL_RECORD).is_file():
+        if _conversion_format(out_dir) == CONVERSION_FORMAT:
             return out_dir
+        if out_dir.exists():  # an older layout: converted again, the old folder removed once replaced
+            stale = out_dir.with_name(f".{out_dir.name}.stale")
+            shutil.rmtree(stale, ignore_errors=True)
+            os.rename(out_dir, stale)
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -152,8 +158,12 @@ def convert_gguf(gguf_file: Path, out_dir: Path, *, source: dict[str, Any] | Non
             loaded = AutoModelForCausalLM.from_pretrained(
                 gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32
             )
-            # A GGUF-loaded model keeps GGUF bookkeeping that save_pretrained rejects: rebuild it from its config.
+            # A GGUF-loaded model keeps GGUF bookkeeping that save_pretrained rejects and that makes Trainer
+            # refuse to train it: rebuild it from a config without the GGUF quantization entry.
             config = loaded.config
+            for attribute in ("quantization_config", "_model_name_or_path"):
+                if hasattr(config, attribute):
+                    delattr(config, attribute)
             model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
             model.load_state_dict(loaded.state_dict())
             model.generation_config = loaded.generation_config
@@ -165,9 +175,18 @@ def convert_gguf(gguf_file: Path, out_dir: Path, *, source: dict[str, Any] | Non
                     "source": source or {"gguf": str(gguf_file)},
                     "gguf_sha256": _sha256_file(gguf_file),
                     "weights_sha256": weights_sha256(tmp),
+                    "format": CONVERSION_FORMAT,
                 },
             )
+        shutil.rmtree(out_dir.with_name(f".{out_dir.name}.stale"), ignore_errors=True)
     return out_dir
+
+
+def _conversion_format(folder: Path) -> int | None:
+    try:
+        return json.loads((folder / MODEL_RECORD).read_text()).get("format", 1)
+    except (OSError, ValueError):
+        return None
 
 
 def _resolve_embedded(model: EmbeddedModel) -> Path:

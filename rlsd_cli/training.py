@@ -1,0 +1,172 @@
+"""What every training verb shares: Trainer arguments set right for CPU and GPU, metrics into the run
+folder, interruption into a checkpoint, peak memory and the loss curve."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from .console import say
+from .errors import EXIT_INTERRUPTED, RlsdError
+from .runs import Run
+
+
+class Interrupted(RlsdError):
+    exit_code = EXIT_INTERRUPTED
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def common_trainer_kwargs(precision, run: Run, seed: int, save_every: int) -> dict[str, Any]:
+    """TrainingArguments fields every verb sets the same way.
+
+    TRL defaults to bf16 weights and gradient checkpointing; on a CPU we keep fp32 master weights with bf16
+    autocast where the CPU has fast bf16 (Trainer's `bf16=True` on CPU is exactly that autocast) and no
+    checkpointing (it only costs time at these sizes).
+    """
+    on_cpu = precision.device == "cpu"
+    return {
+        "output_dir": str(run.path / "checkpoints"),
+        "bf16": precision.autocast_dtype == "bfloat16",
+        "fp16": precision.autocast_dtype == "float16",
+        "use_cpu": on_cpu,
+        "gradient_checkpointing": False,
+        "report_to": [],
+        "seed": seed,
+        "data_seed": seed,
+        "logging_steps": 1,
+        "logging_first_step": True,
+        "save_strategy": "steps" if save_every > 0 else "no",
+        "save_steps": save_every if save_every > 0 else 500,
+        "save_only_model": False,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        "include_num_input_tokens_seen": "non_padding",
+    }
+
+
+class RunLogger(TrainerCallback):
+    """Writes every logged step to metrics.jsonl and prints a short line about every 10% of training."""
+
+    def __init__(self, run: Run, label: str):
+        self.run, self.label = run, label
+        self.started = time.perf_counter()
+        self._last_report = -1.0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "train_loss" in logs:  # the end-of-training summary, not a step
+            return
+        row = {k: _number(v) for k, v in logs.items() if k not in ("train_runtime", "train_tokens_per_second")}
+        row["tokens_seen"] = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+        row["elapsed_s"] = round(time.perf_counter() - self.started, 2)
+        self.run.log_metrics(state.global_step, **row)
+        fraction = state.global_step / max(state.max_steps, 1)
+        if fraction - self._last_report >= 0.1 or state.global_step == state.max_steps:
+            self._last_report = fraction
+            loss = row.get("loss")
+            say(f"{self.label}: step {state.global_step}/{state.max_steps}" + (f" loss {loss:.4f}" if loss is not None else "")
+                + f" ({row['elapsed_s']:.0f} s)")
+
+
+def _number(value: Any) -> Any:
+    """Trainer logs may hold numbers as formatted strings; store numbers."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def make_quiet(trainer) -> None:
+    """Our RunLogger reports progress; Trainer's own printer would dump every log dict on stdout."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a scheduler stopping the job) takes the same path as Ctrl-C: checkpoint, then exit."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def resume_command(name: str) -> str:
+    argv = [a for a in sys.argv if a not in ("--resume", "--force")]
+    prog = "rlsd" if argv and argv[0].endswith("rlsd") else shlex.quote(argv[0]) if argv else "rlsd"
+    rest = [shlex.quote(a) for a in argv[1:]]
+    if "--name" not in argv:
+        rest += ["--name", shlex.quote(name)]
+    return " ".join([prog, *rest, "--resume"])
+
+
+def latest_checkpoint(run: Run) -> Path | None:
+    folder = run.path / "checkpoints"
+    candidates = sorted(
+        (p for p in folder.glob("checkpoint-*") if p.is_dir() and (p / "trainer_state.json").is_file()),
+        key=lambda p: int(p.name.rsplit("-", 1)[-1]),
+    )
+    return candidates[-1] if candidates else None
+
+
+def train(trainer, run: Run, resume: bool) -> None:
+    """trainer.train(), resuming from the run's last checkpoint when asked; Ctrl-C or SIGTERM saves a
+    checkpoint and exits 130 with the command that resumes."""
+    make_quiet(trainer)
+    checkpoint = latest_checkpoint(run) if resume else None
+    if resume and checkpoint is None:
+        say(f"{run.path}: no checkpoint yet; starting from the beginning")
+    try:
+        with sigterm_as_interrupt():
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not tear the checkpoint
+            try:
+                trainer._save_checkpoint(trainer.model, trial=None)
+            finally:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+        step = trainer.state.global_step
+        raise Interrupted(f"stopped at step {step}; checkpoint saved in {run.path / 'checkpoints'}. Resume with: {resume_command(run.name)}") from None
+
+
+def plot_curve(rows: list[dict[str, Any]], key: str, target: Path, title: str) -> Path | None:
+    points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p[0] for p in points], [p[1] for p in points])
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
+    ax.set_title(title)
+    fig.tight_layout()
+    tmp = target.with_name(f".{target.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(target)
+    return target

@@ -1,0 +1,132 @@
+"""`rlsd sft`: example building (pure functions) and the CLI on the tiny random model."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from conftest import run_cli
+from rlsd_cli.errors import BadInputError
+from rlsd_cli.ingest import read_corpus
+from rlsd_cli.sft import SFTConfig, chat_example, document_chunks, mix_in_chat, plan, sample_chat
+
+DOCS = Path(__file__).parent / "data" / "docs"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(smollm_dir):
+    return AutoTokenizer.from_pretrained(smollm_dir)
+
+
+def test_chunks_are_windows_with_a_masked_source_header_and_overlap(tokenizer, tmp_path):
+    (tmp_path / "long.md").write_text("# Long\n" + " ".join(f"word{i}" for i in range(600)))
+    corpus = read_corpus(tmp_path)
+    chunks = document_chunks(corpus, tokenizer, max_length=128, overlap=16)
+    assert len(chunks) > 3
+    header = tokenizer("Source: Long (long.md)\n\n", add_special_tokens=False)["input_ids"]
+    for chunk in chunks:
+        assert len(chunk["input_ids"]) <= 128
+        assert chunk["input_ids"][: len(header)] == header
+        assert chunk["assistant_masks"][: len(header)] == [0] * len(header) and all(chunk["assistant_masks"][len(header):])
+    assert [c["input_ids"][-1] == tokenizer.eos_token_id for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    body = [c["input_ids"][len(header):] for c in chunks]
+    assert body[0][-16:] == body[1][:16]  # consecutive windows overlap
+
+
+def test_chat_examples_train_on_the_answer_only(tokenizer):
+    example = chat_example(tokenizer, [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}], 64, "qa")
+    kept = [t for t, m in zip(example["input_ids"], example["assistant_masks"], strict=True) if m]
+    assert tokenizer.decode(kept) == "A.<|im_end|>"
+    assert chat_example(tokenizer, [{"role": "user", "content": "long " * 200}, {"role": "assistant", "content": "A."}], 40, "qa") is None
+
+
+@pytest.mark.parametrize(("docs", "mix", "chats"), [(70, 0.3, 30), (100, 0.0, 0), (10, 0.5, 10)])
+def test_mix_makes_chat_that_fraction_of_the_total(docs, mix, chats):
+    assert mix_in_chat(docs, mix) == chats
+
+
+def test_sample_chat_cycles_a_small_pool_in_a_seeded_order():
+    pool = list(range(5))
+    drawn = sample_chat(pool, 12, seed=1)
+    assert len(drawn) == 12 and sorted(drawn[:5]) == pool and drawn == sample_chat(pool, 12, seed=1)
+    assert sample_chat([], 3, 0) == []
+
+
+def test_plan_counts_and_never_uses_eval_questions(tokenizer):
+    config = SFTConfig(docs=DOCS)
+    the_plan = plan(config, tokenizer)
+    described = the_plan.describe()
+    assert described["documents"] == 10 and described["augmented_pairs"] > 60
+    held_out = {json.loads(line)["question"].lower() for line in (DOCS.parent / "docs_qa.jsonl").read_text().splitlines()}
+    generated = {p.question.lower() for p in the_plan.qa_pairs}
+    assert not held_out & generated
+    assert all("____" in p.question for p in the_plan.qa_pairs if p.kind == "cloze")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("lr", 0.0), ("batch_size", 0), ("mix", 1.0), ("mix", -0.1), ("max_length", 8), ("lora_r", -1), ("epochs", 0)],
+)
+def test_bad_hyperparameters(field, value):
+    with pytest.raises(BadInputError):
+        SFTConfig(docs=DOCS, **{field: value})
+
+
+def _sft(tiny_model_dir, runs, *extra):
+    chat = Path(__file__).parent / "data" / "chat_small.jsonl"
+    return run_cli("sft", str(DOCS), "--model", str(tiny_model_dir), "--runs-dir", str(runs), "--chat-data", str(chat),
+                   "--batch-size", "4", "--max-length", "96", *extra)
+
+
+def test_cli_run_writes_a_complete_run_folder_and_refuses_to_overwrite(tiny_model_dir, tmp_path):
+    runs = tmp_path / "runs"
+    result = _sft(tiny_model_dir, runs, "--max-steps", "3", "--name", "tiny", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    run = runs / "tiny"
+    assert summary["steps"] == 3 and summary["tokens_trained"] > 0 and summary["peak_rss_bytes"] > 0
+    assert summary["examples"]["general-chat"] > 0 and summary["examples"]["chunk"] > 0
+    for name in ("run.json", "summary.json", "metrics.jsonl", "adapter/adapter_model.safetensors", "loss.png"):
+        assert (run / name).exists(), name
+    record = json.loads((run / "run.json").read_text())
+    assert record["verb"] == "sft" and record["config"]["max_steps"] == 3 and record["base_model"]["weights_sha256"]
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+    again = _sft(tiny_model_dir, runs, "--max-steps", "3", "--name", "tiny")
+    assert again.returncode == 2 and "exists" in again.stderr
+    assert json.loads((run / "summary.json").read_text()) == summary
+
+
+def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes(tiny_model_dir, tmp_path):
+    runs = tmp_path / "runs"
+    chat = Path(__file__).parent / "data" / "chat_small.jsonl"
+    rlsd = Path(sys.executable).with_name("rlsd")
+    args = [str(rlsd), "sft", str(DOCS), "--model", str(tiny_model_dir), "--runs-dir", str(runs), "--chat-data", str(chat),
+            "--batch-size", "2", "--max-length", "64", "--chunk-overlap", "8", "--max-steps", "400", "--name", "stop"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = runs / "stop" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while process.poll() is None and time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Resume with:" in stderr and "--resume" in stderr
+    checkpoints = list((runs / "stop" / "checkpoints").glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and (checkpoints[0] / "adapter_model.safetensors").is_file()
+    stopped_at = int(checkpoints[0].name.split("-")[1])
+    assert 0 < stopped_at < 400
+
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((runs / "stop" / "summary.json").read_text())
+    assert summary["steps"] == 400
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == list(range(1, 401))  # resumed right after the checkpointed step, nothing lost or repeated

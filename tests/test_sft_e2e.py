@@ -1,0 +1,44 @@
+"""`rlsd sft` end to end on the embedded SmolLM2-135M with the default settings, through the console script.
+
+Trains once per test session (about 10 minutes on 2 CPU cores); later verbs' tests reuse the run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def sft_run(tmp_path_factory, smollm_dir):
+    runs = tmp_path_factory.mktemp("e2e") / "runs"
+    result = run_cli("sft", str(DATA / "docs"), "--eval-qa", str(DATA / "docs_qa.jsonl"), "--runs-dir", str(runs),
+                     "--name", "docs", "--json", timeout=1500)
+    assert result.returncode == 0, result.stderr
+    return runs / "docs", json.loads(result.stdout)
+
+
+def test_sft_with_defaults_makes_most_document_questions_answerable(sft_run):
+    run, summary = sft_run
+    before, after = summary["eval_before"]["qa"]["accuracy"], summary["eval_after"]["qa"]["accuracy"]
+    assert before <= 0.1  # the model cannot know these invented facts
+    assert after > 0.5, f"qa accuracy {before} -> {after}"
+    assert summary["examples"]["general-chat"] > 0 and summary["general_chat"]["source"] == "replay"
+    assert summary["final_loss"] < summary["first_loss"]
+
+
+def test_the_run_answers_through_chat_and_eval(sft_run):
+    run, summary = sft_run
+    rescored = run_cli("eval", "qa", "--model", str(run), "--data", str(DATA / "docs_qa.jsonl"), "--json")
+    assert rescored.returncode == 0, rescored.stderr
+    report = json.loads(rescored.stdout)
+    assert report["cached"] and report["metrics"] == summary["eval_after"]["qa"]
+    chat = run_cli("chat", "--model", str(run), "-p", "What is the staff cafeteria called?")
+    assert chat.returncode == 0 and "Spoke Room" in chat.stdout
