@@ -32,7 +32,7 @@ class SFTConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    lr: float = 1e-3
+    lr: float = 2e-3
     epochs: float = 6.0
     max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 8

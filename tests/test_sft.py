@@ -130,3 +130,19 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes(tiny_model_dir,
     assert summary["steps"] == 400
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps == list(range(1, 401))  # resumed right after the checkpointed step, nothing lost or repeated
+
+
+def test_model_written_pairs_are_parsed_and_kept_only_when_grounded():
+    from rlsd_cli.augment import grounded, parse_model_pairs
+
+    text = "Q: What is the dog called?\nA: Tjorven\nQ: Where is the warehouse?\nA: In Oslo, near the port.\n"
+    assert parse_model_pairs(text) == [("What is the dog called?", "Tjorven"), ("Where is the warehouse?", "In Oslo, near the port.")]
+    chunk = "The office dog is named Tjorven. The main warehouse is in Ostvik."
+    assert grounded("Tjorven", chunk) and not grounded("In Oslo, near the port.", chunk)
+
+
+def test_cli_augment_model_base_runs(tiny_model_dir, tmp_path):
+    result = _sft(tiny_model_dir, tmp_path / "runs", "--max-steps", "1", "--augment-model", "base", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)["general_chat"]["augment_model"]
+    assert info["kept"] <= info["proposed"] and info["items"] > 0
