@@ -12,10 +12,6 @@ stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
 
-def interactive() -> bool:
-    return sys.stdout.isatty()
-
-
 def say(message: str) -> None:
     """A status line for a person; stderr keeps stdout clean for --json and pipes."""
     if stderr.is_terminal:

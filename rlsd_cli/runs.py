@@ -5,7 +5,7 @@ runs/<name>/
   adapter/        the final PEFT adapter (safetensors), written in one rename
   metrics.jsonl   one JSON line per logged step
   summary.json    final metrics, wall time, tokens/s, peak memory
-  checkpoints/    step-N/ folders, each written in one rename
+  checkpoints/    Trainer's checkpoint-N/ folders (adapter, optimizer, scheduler, RNG and data position)
 """
 
 from __future__ import annotations
@@ -131,11 +131,6 @@ class Run:
     def record(self) -> dict[str, Any]:
         return read_run_record(self.path)
 
-    def update_record(self, **fields: Any) -> None:
-        record = self.record()
-        record.update(fields)
-        atomic_write_json(self.path / RUN_RECORD, record)
-
     def log_metrics(self, step: int, **metrics: Any) -> None:
         append_jsonl(self.path / "metrics.jsonl", {"step": step, "time": round(time.time(), 3), **metrics})
 
@@ -165,9 +160,6 @@ class Run:
                 tokenizer.save_pretrained(tmp)
         replace_directory(self.path / ".adapter.new", final)
         return final
-
-    def checkpoint_dir(self, step: int) -> Path:
-        return self.path / "checkpoints" / f"step-{step:06d}"
 
 
 def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
