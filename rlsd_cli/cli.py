@@ -17,6 +17,7 @@ from typer.core import TyperGroup  # noqa: E402
 from . import __version__, console  # noqa: E402
 from .errors import EXIT_INTERRUPTED, RlsdError  # noqa: E402
 from .model import DEFAULT_MODEL, QUANT_CHOICES  # noqa: E402
+from .recover import RecoverConfig  # noqa: E402
 from .sft import SFTConfig  # noqa: E402
 
 _state = {"json": False}
@@ -314,6 +315,73 @@ def _print_sft(result: dict) -> None:
     console.stdout.print(table)
     for skipped in corpus["skipped"]:
         console.say(f"skipped {skipped['path']}: {skipped['reason']}")
+
+
+# ---------------------------------------------------------------- recover
+
+_REC = {name: f.default for name, f in RecoverConfig.__dataclass_fields__.items()}
+
+
+@app.command()
+def recover(
+    from_run: Path = typer.Option(..., "--from", help="The run to repair (runs/<name>, made by `rlsd sft`)."),
+    teacher: str = typer.Option(_REC["teacher"], "--teacher", help="'base' (the same weights, adapter off) or a model spec / run with the same tokenizer."),
+    teacher_precision: str = typer.Option(_REC["teacher_precision"], "--teacher-precision", help="same | full (a separate full-precision base copy for a 4-bit student)."),
+    method: str = typer.Option(_REC["method"], "--method", help="distill | sft-self (supervised on own samples: the baseline)."),
+    divergence: str = typer.Option(_REC["divergence"], "--divergence", help="sampled (per-token estimator) | full (full-vocabulary reverse KL)."),
+    prompts: Path | None = typer.Option(None, "--prompts", help="General prompts (JSONL 'prompt' or 'messages'); default: built-in instructions."),
+    keep_mix: float = typer.Option(_REC["keep_mix"], "--keep-mix", help="Fraction of each batch asking about the documents, taught by the frozen sft adapter."),
+    keep_prompts: Path | None = typer.Option(None, "--keep-prompts", help="Questions about the documents (default: the sft run's knowledge_prompts.jsonl)."),
+    samples_per_prompt: int = typer.Option(_REC["samples_per_prompt"], "--samples-per-prompt", help="Completions sampled per prompt (temperature 1, no truncation)."),
+    prompts_per_step: int = typer.Option(_REC["prompts_per_step"], "--prompts-per-step", help="Prompts per optimizer step."),
+    max_new_tokens: int = typer.Option(_REC["max_new_tokens"], "--max-new-tokens", help="Most tokens per sampled completion."),
+    steps: int = typer.Option(_REC["steps"], "--steps", help="Optimizer steps."),
+    lr: float = typer.Option(_REC["lr"], "--lr", help="Learning rate."),
+    quant: str = QuantOpt,
+    seed: int = typer.Option(_REC["seed"], "--seed"),
+    name: str | None = typer.Option(None, "--name", help="Run name (default recover-<timestamp>)."),
+    runs_dir: Path | None = RunsDirOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue the run named --name from its last checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Move an existing run of that name to runs/.trash/ and start again."),
+    save_every: int = typer.Option(_REC["save_every"], "--save-every", help="Write a checkpoint every N steps (0: only on interruption)."),
+    eval_qa: Path | None = typer.Option(None, "--eval-qa", help="QA JSONL scored on the base, before and after (default: the sft run's)."),
+    eval_suite: list[str] = typer.Option([], "--eval", help="Another suite scored on the base, before and after (e.g. ifeval)."),
+    eval_data: Path | None = typer.Option(None, "--eval-data", help="Data for the --eval suite."),
+    eval_limit: int | None = typer.Option(None, "--eval-limit", help="Seeded sample of N items for the --eval suite."),
+    eval_max_new_tokens: int | None = typer.Option(None, "--eval-max-new-tokens", help="Most tokens per --eval response."),
+    eval_every: int = typer.Option(_REC["eval_every"], "--eval-every", help="Also score every N steps into metrics.jsonl (0: off)."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Repair forgetting: on-policy distillation of a tuned run from its own base (adapter off), keeping what it learned."""
+    from .recover import run_recover
+
+    config = RecoverConfig(
+        from_run=from_run, teacher=teacher, teacher_precision=teacher_precision, method=method, divergence=divergence,
+        prompts=prompts, keep_mix=keep_mix, keep_prompts=keep_prompts, samples_per_prompt=samples_per_prompt,
+        prompts_per_step=prompts_per_step, max_new_tokens=max_new_tokens, steps=steps, lr=lr, quant=quant, seed=seed,
+        name=name, runs_dir=runs_dir, resume=resume, force=force, save_every=save_every, eval_qa=eval_qa,
+        eval=eval_suite, eval_data=eval_data, eval_limit=eval_limit, eval_max_new_tokens=eval_max_new_tokens,
+        eval_every=eval_every,
+    )
+    result = run_recover(config)
+    if _json(json_out):
+        console.print_json(result)
+        return
+    table = Table(title=f"recover: {result['run']}", show_header=False)
+    table.add_row("from", result["parent"])
+    for kind, description in result["teachers"].items():
+        table.add_row(f"teacher ({kind} prompts)", description)
+    table.add_row("steps", f"{result['steps']} ({result['seconds_per_step']} s/step)")
+    table.add_row("reverse KL", f"{result['reverse_kl_first']} -> {result['reverse_kl_last']}")
+    table.add_row("peak memory", console.human_bytes(result["peak_rss_bytes"]))
+    for suite, before in result["eval_before"].items():
+        base, after = result["eval_base"].get(suite, {}), result["eval_after"].get(suite, {})
+        for metric, value in before.items():
+            if isinstance(value, (int, float)):
+                table.add_row(f"{suite} {metric}", f"base {base.get(metric, float('nan')):.4f}, "
+                              f"before {value:.4f} -> after {after.get(metric, float('nan')):.4f}")
+    table.add_row("KL curve", str(result["kl_curve"]))
+    console.stdout.print(table)
 
 
 # ---------------------------------------------------------------- eval

@@ -205,6 +205,16 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
     return report
 
 
+def score_in_memory(config: EvalConfig, loaded) -> dict[str, Any]:
+    """Metrics of a model that is still training (no cache, no report files): for `--eval-every`."""
+    suite = get_suite(config.suite)
+    items = seeded_sample(suite.load(config.data), config.limit, config.seed)
+    settings = GenerationSettings(max_new_tokens=config.max_new_tokens or suite.default_max_new_tokens,
+                                  temperature=config.temperature, batch_size=config.batch_size)
+    completions, _ = generate(loaded, [item.messages for item in items], settings)
+    return _score(suite, items, [asdict(c) | {"response": c.text} for c in completions])["metrics"]
+
+
 def _score(suite: Suite, items: list[Item], completions: list[dict[str, Any]]) -> dict[str, Any]:
     rows = []
     verdicts = []

@@ -10,6 +10,7 @@ examples whose assistant masks TRL turns into labels (loss on assistant tokens o
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from .augment import QAPair, model_pairs, rule_based_pairs
 from .chat_format import tokenize_conversation
 from .console import say
 from .errors import BadInputError
+from .fsutil import atomic_write_text
 from .ingest import Corpus, read_corpus
 from .model import DEFAULT_MODEL, LoraSettings
 
@@ -235,6 +237,10 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
             extra_pairs, model_info = model_pairs(writer, chunk_texts)
         chat_info["augment_model"] = model_info
 
+    # `recover` distills these questions from a snapshot of this run's adapter to keep what it learned.
+    atomic_write_text(run.path / "knowledge_prompts.jsonl", "".join(
+        json.dumps({"prompt": p.question, "answer": p.answer, "kind": p.kind, "source": p.source}) + "\n"
+        for p in the_plan.qa_pairs + extra_pairs))
     qa_examples = [chat_example(tokenizer, p.messages(), config.max_length, f"qa-{p.kind}", p.source) for p in the_plan.qa_pairs + extra_pairs]
     examples = the_plan.chunks + [e for e in qa_examples if e] + the_plan.data_chats + chats
     rng = random.Random(config.seed)

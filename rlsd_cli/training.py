@@ -59,8 +59,8 @@ def common_trainer_kwargs(precision, run: Run, seed: int, save_every: int) -> di
 class RunLogger(TrainerCallback):
     """Writes every logged step to metrics.jsonl and prints a short line about every 10% of training."""
 
-    def __init__(self, run: Run, label: str):
-        self.run, self.label = run, label
+    def __init__(self, run: Run, label: str, show: tuple[str, ...] = ("loss",)):
+        self.run, self.label, self.show = run, label, show
         self.started = time.perf_counter()
         self._last_report = -1.0
 
@@ -74,9 +74,29 @@ class RunLogger(TrainerCallback):
         fraction = state.global_step / max(state.max_steps, 1)
         if fraction - self._last_report >= 0.1 or state.global_step == state.max_steps:
             self._last_report = fraction
-            loss = row.get("loss")
-            say(f"{self.label}: step {state.global_step}/{state.max_steps}" + (f" loss {loss:.4f}" if loss is not None else "")
-                + f" ({row['elapsed_s']:.0f} s)")
+            shown = "".join(f" {key} {row[key]:.4f}" for key in self.show if isinstance(row.get(key), (int, float)))
+            say(f"{self.label}: step {state.global_step}/{state.max_steps}{shown} ({row['elapsed_s']:.0f} s)")
+
+
+class PeriodicEval(TrainerCallback):
+    """Scores the model being trained every `every` steps (no cache, no report files) into metrics.jsonl as
+    `eval/<suite>/<metric>`, so a trade-off between suites is visible during training."""
+
+    def __init__(self, every: int, eval_configs: dict[str, Any], loaded, run: Run):
+        self.every, self.eval_configs, self.loaded, self.run = every, eval_configs, loaded, run
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every:
+            return
+        from .evaluate import score_in_memory
+
+        row = {}
+        for suite, config in self.eval_configs.items():
+            for metric, value in score_in_memory(config, self.loaded).items():
+                if isinstance(value, (int, float)):
+                    row[f"eval/{suite}/{metric}"] = round(float(value), 6)
+        self.run.log_metrics(state.global_step, **row)
+        say(f"eval at step {state.global_step}: " + ", ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in row.items()))
 
 
 def _number(value: Any) -> Any:
@@ -151,8 +171,14 @@ def train(trainer, run: Run, resume: bool) -> None:
 
 
 def plot_curve(rows: list[dict[str, Any]], key: str, target: Path, title: str) -> Path | None:
-    points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
-    if not points:
+    return plot_curves(rows, [key], target, title)
+
+
+def plot_curves(rows: list[dict[str, Any]], keys: list[str], target: Path, title: str) -> Path | None:
+    """One PNG with a line per metric key (steps on x), written atomically; None when no key has points."""
+    series = {key: [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))] for key in keys}
+    series = {key: points for key, points in series.items() if points}
+    if not series:
         return None
     import matplotlib
 
@@ -160,9 +186,12 @@ def plot_curve(rows: list[dict[str, Any]], key: str, target: Path, title: str) -
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([p[0] for p in points], [p[1] for p in points])
+    for key, points in series.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=key)
     ax.set_xlabel("step")
-    ax.set_ylabel(key)
+    ax.set_ylabel(keys[0] if len(series) == 1 else "value")
+    if len(series) > 1:
+        ax.legend(fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
     tmp = target.with_name(f".{target.name}.tmp.png")

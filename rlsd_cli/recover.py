@@ -1,0 +1,426 @@
+"""`rlsd recover --from runs/<sft-run>`: undo forgetting with on-policy distillation from the original model.
+
+The student (the run's base + its adapter) samples answers to general prompts; the teacher scores every
+sampled token; the per-token reverse KL is the training signal (Agarwal et al. 2024; the Thinking Machines
+recipe: sampled-token estimator as a per-token advantage, importance-sampled policy gradient). The default
+teacher `base` is the student's own weights with the adapter switched off: no second copy in memory.
+
+Distilling toward the base alone pulls the whole adapter back, the new knowledge included (measured: document
+QA 8 -> 0 of 40 in the prototype). So by default a `--keep-mix` fraction of every batch are questions built
+from the sft run's documents, distilled on-policy from a frozen snapshot of the sft adapter: the base teaches
+general behaviour, the snapshot teaches the documents.
+
+Built on TRL's DistillationTrainer (its on-policy generation, batching, logging, checkpoints); the loss,
+the teachers and the per-row teacher routing are ours (`losses.py`, `teachers.py`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .console import say
+from .errors import BadInputError
+
+METHODS = ("distill", "sft-self")
+DIVERGENCES = ("sampled", "full")
+KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
+SNAPSHOT_ADAPTER = "sft_snapshot"
+
+
+@dataclass
+class RecoverConfig:
+    from_run: Path
+    teacher: str = "base"  # base | a model spec or run folder with the same tokenizer
+    teacher_precision: str = "same"  # same | full (a separate full-precision copy of the base for a 4-bit student)
+    method: str = "distill"  # distill | sft-self (supervised on the student's own samples: the baseline)
+    divergence: str = "sampled"  # sampled (per-token estimator, policy gradient) | full (full-vocabulary reverse KL)
+    prompts: Path | None = None  # general prompts; default: the built-in instruction set
+    keep_mix: float = 0.5
+    keep_prompts: Path | None = None  # default: the sft run's knowledge_prompts.jsonl
+    samples_per_prompt: int = 4
+    prompts_per_step: int = 4
+    max_new_tokens: int = 128
+    steps: int = 30
+    lr: float = 1e-3
+    quant: str = "auto"
+    seed: int = 0
+    name: str | None = None
+    runs_dir: Path | None = None
+    resume: bool = False
+    force: bool = False
+    save_every: int = 0
+    eval_qa: Path | None = None  # default: the sft run's --eval-qa
+    eval: list[str] = field(default_factory=list)
+    eval_data: Path | None = None
+    eval_limit: int | None = None
+    eval_max_new_tokens: int | None = None
+    eval_every: int = 0
+
+    def __post_init__(self):
+        self.from_run = Path(self.from_run)
+        if self.method not in METHODS:
+            raise BadInputError(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.divergence not in DIVERGENCES:
+            raise BadInputError(f"--divergence {self.divergence!r}: choose one of {', '.join(DIVERGENCES)}")
+        if self.teacher_precision not in ("same", "full"):
+            raise BadInputError(f"--teacher-precision {self.teacher_precision!r}: choose same or full")
+        for name in ("samples_per_prompt", "prompts_per_step", "max_new_tokens", "steps"):
+            if getattr(self, name) <= 0:
+                raise BadInputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise BadInputError(f"--lr must be positive, got {self.lr}")
+        if not 0.0 <= self.keep_mix < 1.0:
+            raise BadInputError(f"--keep-mix is the fraction of each batch drawn from the documents, in [0, 1); got {self.keep_mix}")
+        if self.eval_every < 0:
+            raise BadInputError(f"--eval-every must be 0 (off) or positive, got {self.eval_every}")
+
+
+# ---------------------------------------------------------------- prompts
+
+
+def step_prompts(general: list, keep: list, steps: int, per_step: int, keep_mix: float, seed: int) -> list[dict[str, Any]]:
+    """The prompts of every step in training order: round(per_step * keep_mix) knowledge prompts and the
+    rest general ones per step, each pool walked in a seeded shuffled order and reshuffled when used up.
+
+    The order is fixed before training (no sampler shuffle), so a resumed run sees the same prompts.
+    """
+    n_keep = round(per_step * keep_mix) if keep else 0
+    if keep_mix > 0 and keep and n_keep == 0:
+        n_keep = 1
+    rng = random.Random(seed)
+    pools = {"general": (general, []), "keep": (keep, [])}
+
+    def draw(kind: str) -> Any:
+        source, queue = pools[kind]
+        if not queue:
+            queue.extend(rng.sample(source, len(source)))
+        return queue.pop()
+
+    rows = []
+    for _ in range(steps):
+        kinds = ["keep"] * n_keep + ["general"] * (per_step - n_keep)
+        rows.extend({"prompt": draw(kind), "kind": kind} for kind in kinds)
+    return rows
+
+
+def knowledge_prompts(run_dir: Path, override: Path | None) -> list[list[dict[str, str]]]:
+    from .replay import read_prompts
+
+    path = override or run_dir / KNOWLEDGE_PROMPTS
+    if not path.is_file():
+        raise BadInputError(
+            f"{path}: no knowledge prompts (runs made by `rlsd sft` write them); pass --keep-prompts FILE.jsonl "
+            "with questions about the documents, or --keep-mix 0"
+        )
+    return read_prompts(path)
+
+
+def general_prompts(path: Path | None) -> tuple[list[list[dict[str, str]]], str]:
+    from .replay import builtin_instructions, read_prompts
+
+    if path is not None:
+        return read_prompts(path), str(path)
+    return [[{"role": "user", "content": item["prompt"]}] for item in builtin_instructions()], "built-in general instructions"
+
+
+def check_trained_adapter(peft_model, run_dir: Path) -> None:
+    """A fresh LoRA adapter (B = 0) is the base model: distilling it toward the base has zero loss."""
+    import torch
+
+    lora_b = [p for n, p in peft_model.named_parameters() if "lora_B" in n]
+    if not lora_b or all(torch.count_nonzero(p).item() == 0 for p in lora_b):
+        raise BadInputError(
+            f"{run_dir}: its adapter is untrained (all LoRA B weights are zero), so the student equals the base "
+            "and the distillation loss is exactly zero; pass a run trained by `rlsd sft`"
+        )
+
+
+# ---------------------------------------------------------------- trainer
+
+
+def _trainer_class():
+    import torch
+    from trl import DistillationTrainer
+    from trl.trainer.distillation_trainer import _chunked_divergence_loss
+    from trl.trainer.utils import RepeatSampler
+
+    from .losses import masked_mean, on_policy_distillation_loss, sampled_reverse_kl, self_sft_loss
+    from .teachers import causal_lm, completion_hidden_states, completion_logps, eval_mode
+
+    class OnPolicyDistillationTrainer(DistillationTrainer):
+        """TRL's DistillationTrainer with several samples per prompt, one teacher per prompt kind, the
+        sampled-token reverse-KL policy gradient (or TRL's full-vocabulary divergence) and a self-SFT baseline.
+        """
+
+        def __init__(self, *args, teachers, method, divergence, samples_per_prompt, autocast, **kwargs):
+            self.teachers = teachers
+            self.method = method
+            self.divergence = divergence
+            self.samples_per_prompt = samples_per_prompt
+            self.autocast = autocast
+            super().__init__(*args, teacher_model=None, **kwargs)
+
+        def _get_train_sampler(self, dataset=None):
+            dataset = dataset if dataset is not None else self.train_dataset
+            generation_batch = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+            return RepeatSampler(
+                data_source=dataset,
+                mini_repeat_count=self.samples_per_prompt,
+                batch_size=generation_batch // self.samples_per_prompt,
+                repeat_count=self.args.gradient_accumulation_steps,
+                shuffle=False,
+                seed=self.args.seed,
+            )
+
+        def _generate_single_turn(self, *args, **kwargs):
+            # Rollouts in eval mode under the training autocast: bf16 generation measured 2x fp32 here.
+            with eval_mode(self.model), self.autocast():
+                return super()._generate_single_turn(*args, **kwargs)
+
+        def _generate_and_score_completions(self, inputs):
+            output = super()._generate_and_score_completions(inputs)
+            kinds = [x.get("kind", "general") for x in inputs]
+            input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+            attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+            length = output["completion_ids"].size(1)
+            teacher_logps = torch.zeros(output["completion_ids"].shape, dtype=torch.float32, device=input_ids.device)
+            is_keep = torch.tensor([k == "keep" for k in kinds], device=input_ids.device)
+            if self.divergence == "sampled":
+                for kind, teacher in self.teachers.items():
+                    rows = [i for i, k in enumerate(kinds) if k == kind]
+                    if rows:
+                        with teacher.scoring() as model:
+                            teacher_logps[rows], _ = completion_logps(model, input_ids[rows], attention_mask[rows], length, self.autocast())
+            output["teacher_logps"] = teacher_logps
+            output["is_keep"] = is_keep
+            return output
+
+        def _compute_loss(self, unwrapped_student, inputs, num_items_in_batch):
+            input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+            attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+            mask = inputs["completion_mask"].float()
+            length = inputs["completion_ids"].size(1)
+            normalizer = num_items_in_batch if num_items_in_batch is not None else mask.sum().clamp(min=1.0)
+            if self.divergence == "full":
+                return self._full_divergence_loss(unwrapped_student, inputs, input_ids, attention_mask, length, normalizer)
+
+            student_logps, entropy = completion_logps(unwrapped_student, input_ids, attention_mask, length, self.autocast(), with_entropy=True)
+            teacher_logps = inputs["teacher_logps"]
+            if self.method == "sft-self":
+                loss = self_sft_loss(student_logps, mask, normalizer)
+            else:
+                loss = on_policy_distillation_loss(student_logps, student_logps.detach(), teacher_logps, mask, normalizer)
+            self._log_kl(sampled_reverse_kl(student_logps.detach(), teacher_logps), student_logps.detach(), teacher_logps, mask, inputs["is_keep"])
+            return loss, (entropy * mask).sum(), mask.sum()
+
+        def _full_divergence_loss(self, student, inputs, input_ids, attention_mask, length, normalizer):
+            if self.method == "sft-self":
+                raise BadInputError("--method sft-self trains on sampled tokens; use it with --divergence sampled")
+            student_hidden = completion_hidden_states(student, input_ids, attention_mask, length, self.autocast())
+            head = causal_lm(student).get_output_embeddings()
+            kinds = {"keep": inputs["is_keep"], "general": ~inputs["is_keep"]}
+            loss = entropy_sum = valid = 0
+            for kind, selected in kinds.items():
+                rows = selected.nonzero().flatten().tolist()
+                if not rows:
+                    continue
+                with self.teachers[kind].scoring() as teacher:
+                    teacher_hidden = completion_hidden_states(teacher, input_ids[rows], attention_mask[rows], length, self.autocast())
+                    teacher_head = causal_lm(teacher).get_output_embeddings()
+                part, part_entropy, part_valid = _chunked_divergence_loss(
+                    student_hidden[rows].float(), teacher_hidden.float(), head.weight.float(), teacher_head.weight.float(),
+                    inputs["completion_mask"][rows], beta=1.0, num_items_in_batch=normalizer,
+                )
+                loss, entropy_sum, valid = loss + part, entropy_sum + part_entropy, valid + part_valid
+                self._metrics["train"][f"reverse_kl/{kind}"].append((part * normalizer / max(float(part_valid), 1.0)).item())
+            return loss, entropy_sum, valid
+
+        def _log_kl(self, kl, student_logps, teacher_logps, mask, is_keep):
+            metrics = self._metrics["train"]
+            metrics["reverse_kl"].append(masked_mean(kl, mask).item())
+            metrics["logp/student"].append(masked_mean(student_logps, mask).item())
+            metrics["logp/teacher"].append(masked_mean(teacher_logps, mask).item())
+            for kind, rows in (("keep", is_keep), ("general", ~is_keep)):
+                if rows.any():
+                    metrics[f"reverse_kl/{kind}"].append(masked_mean(kl[rows], mask[rows]).item())
+
+    return OnPolicyDistillationTrainer
+
+
+# ---------------------------------------------------------------- pipeline
+
+
+def _config_record(config: RecoverConfig) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+
+
+def _load_teachers(config: RecoverConfig, loaded, keep: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    from .model import load_model, resolve_model
+    from .teachers import AdapterOffTeacher, ModelTeacher, SnapshotTeacher
+
+    if config.teacher == "base":
+        if config.teacher_precision == "full" and loaded.precision.quant != "none":
+            copy = load_model(loaded.resolved.base, quant="none")
+            general = ModelTeacher(copy.model, f"{loaded.resolved.base} in full precision")
+        else:
+            if config.teacher_precision == "full":
+                say("--teacher-precision full: the student is already full precision; its adapter-off base is that teacher")
+            general = AdapterOffTeacher(loaded.model)
+    else:
+        resolved = resolve_model(config.teacher)
+        other = load_model(config.teacher, quant="none" if config.teacher_precision == "full" else config.quant)
+        if other.tokenizer.get_vocab() != loaded.tokenizer.get_vocab():
+            raise BadInputError(
+                f"--teacher {config.teacher}: its tokenizer differs from the student's ({resolved.base} vs "
+                f"{loaded.resolved.base}); per-token distillation needs the same tokenizer"
+            )
+        general = ModelTeacher(other.model, config.teacher)
+    teachers = {"general": general}
+    if keep:
+        teachers["keep"] = SnapshotTeacher(loaded.model, SNAPSHOT_ADAPTER)
+    return teachers, {kind: t.describe() for kind, t in teachers.items()}
+
+
+def run_recover(config: RecoverConfig) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from trl import DistillationConfig
+
+    from .evaluate import EvalConfig, run_eval
+    from .model import LoadedModel, load_model, resolve_model
+    from .runs import Run, read_run_record
+    from .training import PeriodicEval, RunLogger, common_trainer_kwargs, peak_rss_bytes, plot_curves, train
+
+    started = time.perf_counter()
+    parent = resolve_model(str(config.from_run))
+    if parent.kind != "run":
+        raise BadInputError(f"--from {config.from_run}: pass a run folder made by `rlsd sft` (runs/<name>)")
+    parent_record = read_run_record(parent.run_dir)
+    general, general_source = general_prompts(config.prompts)
+    keep = knowledge_prompts(parent.run_dir, config.keep_prompts) if config.keep_mix > 0 else []
+
+    loaded = load_model(str(parent.run_dir), quant=config.quant, trainable=True)
+    check_trained_adapter(loaded.model, parent.run_dir)
+    if keep:
+        loaded.model.load_adapter(str(parent.adapter_path), adapter_name=SNAPSHOT_ADAPTER, is_trainable=False)
+        loaded.model.set_adapter("default")
+    teachers, teacher_info = _load_teachers(config, loaded, bool(keep))
+
+    run = Run.create(
+        "recover",
+        name=config.name,
+        root=config.runs_dir,
+        force=config.force,
+        resume=config.resume,
+        record={"base_model": loaded.record(), "config": _config_record(config), "parent": str(parent.run_dir.resolve()),
+                "teachers": teacher_info},
+    )
+    say(f"run folder: {run.path}")
+
+    eval_qa = config.eval_qa or (parent_record.get("config") or {}).get("eval_qa")
+    eval_configs = {}
+    if eval_qa:
+        eval_configs["qa"] = EvalConfig(suite="qa", model=str(parent.run_dir), data=Path(eval_qa), quant=config.quant)
+    for suite in config.eval:
+        eval_configs[suite] = EvalConfig(suite=suite, model=str(parent.run_dir), data=config.eval_data, limit=config.eval_limit,
+                                         max_new_tokens=config.eval_max_new_tokens, quant=config.quant)
+    base_view = LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, resolved=resolve_model(parent.base), precision=loaded.precision)
+    before, base = {}, {}
+    for suite, eval_config in eval_configs.items():
+        before[suite] = run_eval(eval_config, loaded=loaded)["metrics"]
+        with loaded.model.disable_adapter():
+            base[suite] = run_eval(EvalConfig(**{**asdict(eval_config), "model": parent.base}), loaded=base_view)["metrics"]
+
+    if config.eval_every and before:
+        run.log_metrics(0, **_eval_row(before))
+
+    rows = step_prompts(general, keep, config.steps, config.prompts_per_step, config.keep_mix, config.seed)
+    dataset = Dataset.from_list([{"prompt": r["prompt"], "kind": r["kind"]} for r in rows])
+    args = DistillationConfig(
+        **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every),
+        per_device_train_batch_size=config.prompts_per_step * config.samples_per_prompt,
+        gradient_accumulation_steps=1,
+        learning_rate=config.lr,
+        max_steps=config.steps,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_completion_length=config.max_new_tokens,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        beta=1.0,
+        disable_dropout=True,  # the policy that samples must be the policy that is scored
+        shuffle_dataset=False,
+        remove_unused_columns=False,
+    )
+    args.include_num_input_tokens_seen = "no"  # TRL counts prompt and sampled tokens itself
+    callbacks = [RunLogger(run, "recover", show=("reverse_kl",))]
+    if config.eval_every and eval_configs:
+        callbacks.append(PeriodicEval(config.eval_every, eval_configs, loaded, run))
+    trainer = _trainer_class()(
+        model=loaded.model, args=args, train_dataset=dataset, processing_class=loaded.tokenizer, callbacks=callbacks,
+        teachers=teachers, method=config.method, divergence=config.divergence,
+        samples_per_prompt=config.samples_per_prompt, autocast=loaded.autocast,
+    )
+    say(f"recover: {config.steps} steps of {config.prompts_per_step} prompts x {config.samples_per_prompt} samples "
+        f"({round(config.prompts_per_step * config.keep_mix) if keep else 0} per step from the documents); "
+        f"teacher: {teacher_info['general']}")
+    train_started = time.perf_counter()
+    train(trainer, run, config.resume)
+    train_seconds = time.perf_counter() - train_started
+    if keep:
+        loaded.model.delete_adapter(SNAPSHOT_ADAPTER)
+    run.save_adapter(loaded.model)
+
+    after = {}
+    run_view = LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, resolved=resolve_model(str(run.path)), precision=loaded.precision)
+    for suite, eval_config in eval_configs.items():
+        eval_config.model = str(run.path)
+        after[suite] = run_eval(eval_config, loaded=run_view)["metrics"]
+
+    if config.eval_every and after and trainer.state.global_step % config.eval_every:
+        run.log_metrics(trainer.state.global_step, **_eval_row(after))
+
+    metrics = run.metrics()
+    steps = [m for m in metrics if "reverse_kl" in m]
+    curve = plot_curves(metrics, ["reverse_kl/general", "reverse_kl/keep"], run.path / "reverse_kl.png",
+                        f"recover {run.name}: per-token reverse KL to the teacher")
+    summary = {
+        "verb": "recover",
+        "run": str(run.path),
+        "parent": str(parent.run_dir),
+        "method": config.method,
+        "divergence": config.divergence,
+        "teachers": teacher_info,
+        "general_prompts": general_source,
+        "knowledge_prompts": len(keep),
+        "steps": trainer.state.global_step,
+        "train_seconds": round(train_seconds, 1),
+        "seconds_per_step": round(train_seconds / max(trainer.state.global_step, 1), 2),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_cuda_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        "reverse_kl_first": _mean([m["reverse_kl"] for m in steps[:3]]),
+        "reverse_kl_last": _mean([m["reverse_kl"] for m in steps[-3:]]),
+        "mean_length_first": _mean([m.get("completions/mean_length") for m in steps[:3]]),
+        "mean_length_last": _mean([m.get("completions/mean_length") for m in steps[-3:]]),
+        "kl_curve": str(curve) if curve else None,
+        "eval_base": base,
+        "eval_before": before,
+        "eval_after": after,
+    }
+    run.write_summary(summary)
+    return summary
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if isinstance(v, (int, float))]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _eval_row(scores: dict[str, dict[str, Any]]) -> dict[str, float]:
+    return {f"eval/{suite}/{k}": v for suite, metrics in scores.items() for k, v in metrics.items() if isinstance(v, (int, float))}

@@ -1,0 +1,176 @@
+"""`rlsd recover`: the teachers, the per-token scoring pass, the prompt schedule, and the CLI on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli
+from rlsd_cli.errors import BadInputError
+from rlsd_cli.recover import RecoverConfig, step_prompts
+from rlsd_cli.teachers import AdapterOffTeacher, SnapshotTeacher, completion_logps, eval_mode
+
+DOCS = Path(__file__).parent / "data" / "docs"
+
+
+@pytest.fixture(scope="module")
+def tiny_sft_run(tmp_path_factory, tiny_model_dir) -> Path:
+    """An sft run on the tiny model (a few steps: the adapter is trained, not fresh)."""
+    runs = tmp_path_factory.mktemp("recover") / "runs"
+    result = run_cli("sft", str(DOCS), "--model", str(tiny_model_dir), "--max-steps", "3", "--mix", "0",
+                     "--runs-dir", str(runs), "--name", "sft")
+    assert result.returncode == 0, result.stderr
+    return runs / "sft"
+
+
+def _batch(tokenizer, texts: list[str], completion: str):
+    """Left-padded prompts + the same completion: what a rollout batch looks like."""
+    prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    width = max(map(len, prompt_ids))
+    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p + completion_ids for p in prompt_ids])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * (len(p) + len(completion_ids)) for p in prompt_ids])
+    return ids, mask, len(completion_ids)
+
+
+def test_adapter_off_teacher_scores_exactly_like_a_separate_base_copy(tiny_sft_run, tiny_model_dir):
+    from rlsd_cli.model import load_model
+
+    student = load_model(str(tiny_sft_run), quant="none", trainable=True)
+    base_copy = load_model(str(tiny_model_dir), quant="none")
+    ids, mask, length = _batch(student.tokenizer, ["Hello there, how", "A much longer prompt about bicycles and"], " are you today")
+    with AdapterOffTeacher(student.model).scoring() as teacher:
+        from_toggle, _ = completion_logps(teacher, ids, mask, length)
+    with torch.no_grad():
+        from_copy, _ = completion_logps(base_copy.model, ids, mask, length)
+        from_student, _ = completion_logps(student.model, ids, mask, length)
+    assert torch.equal(from_toggle, from_copy)
+    assert (from_student - from_copy).abs().max() > 1e-3  # the adapter is on again, and it was trained
+    assert student.model.training  # the scoring pass put the student back in train mode
+
+
+def test_snapshot_teacher_keeps_the_sft_adapter_while_the_student_moves(tiny_sft_run):
+    from rlsd_cli.model import load_model
+
+    student = load_model(str(tiny_sft_run), quant="none", trainable=True)
+    ids, mask, length = _batch(student.tokenizer, ["The staff cafeteria is"], " called the Spoke Room")
+    with torch.no_grad(), eval_mode(student.model):  # no LoRA dropout
+        sft_logps, _ = completion_logps(student.model, ids, mask, length)
+    student.model.load_adapter(str(tiny_sft_run / "adapter"), adapter_name="snap", is_trainable=False)
+    student.model.set_adapter("default")
+    with torch.no_grad():
+        for name, param in student.model.named_parameters():
+            if "lora_B.default" in name:
+                param.add_(0.05)
+    with SnapshotTeacher(student.model, "snap").scoring() as teacher:
+        snap_logps, _ = completion_logps(teacher, ids, mask, length)
+    assert torch.allclose(snap_logps, sft_logps, atol=1e-6)
+    assert student.model.active_adapter == "default"
+    trainable = {n for n, p in student.model.named_parameters() if p.requires_grad}
+    assert trainable and all(".default." in n for n in trainable)
+
+
+def test_completion_logps_of_a_left_padded_batch_match_each_row_alone(tiny_model_dir):
+    from rlsd_cli.model import load_model
+
+    loaded = load_model(str(tiny_model_dir), quant="none")
+    texts = ["Short", "A rather longer prompt with many more words in it"]
+    ids, mask, length = _batch(loaded.tokenizer, texts, " and then the answer")
+    with torch.no_grad():
+        batched, entropy = completion_logps(loaded.model, ids, mask, length, with_entropy=True)
+        for row, text in enumerate(texts):
+            single_ids, single_mask, _ = _batch(loaded.tokenizer, [text], " and then the answer")
+            alone, _ = completion_logps(loaded.model, single_ids, single_mask, length)
+            assert torch.allclose(batched[row], alone[0], atol=1e-4)
+            full = torch.log_softmax(loaded.model(single_ids).logits[0, -length - 1 : -1].float(), -1)
+            assert torch.allclose(alone[0], full.gather(-1, single_ids[0, -length:, None]).squeeze(-1), atol=1e-4)
+    assert entropy.shape == batched.shape and torch.all(entropy > 0)
+
+
+def test_step_prompts_put_the_keep_fraction_in_every_step_in_a_fixed_order():
+    general = [f"g{i}" for i in range(7)]
+    keep = [f"k{i}" for i in range(3)]
+    rows = step_prompts(general, keep, steps=5, per_step=4, keep_mix=0.5, seed=1)
+    assert len(rows) == 20
+    for step in range(5):
+        kinds = [r["kind"] for r in rows[step * 4 : step * 4 + 4]]
+        assert kinds.count("keep") == 2
+    assert all(r["prompt"].startswith("k") == (r["kind"] == "keep") for r in rows)
+    assert {r["prompt"] for r in rows if r["kind"] == "keep"} == set(keep)  # each pool is walked through
+    assert rows == step_prompts(general, keep, steps=5, per_step=4, keep_mix=0.5, seed=1)
+    assert all(r["kind"] == "general" for r in step_prompts(general, [], 2, 4, 0.5, 0))
+
+
+@pytest.mark.parametrize(("field", "value"), [("keep_mix", 1.0), ("steps", 0), ("method", "dpo"), ("divergence", "jsd"), ("lr", -1.0)])
+def test_config_rejects_bad_values(field, value):
+    with pytest.raises(BadInputError):
+        RecoverConfig(from_run=Path("runs/x"), **{field: value})
+
+
+def test_recover_cli_writes_a_child_run_with_per_kind_kl(tiny_sft_run, tmp_path):
+    # The tiny random model is near-uniform, so its KLs are ~0.01 and noisy: that the KL falls is shown
+    # on the embedded model (test_recover_e2e.py) and on a categorical in test_losses.py.
+    runs = tmp_path / "runs"
+    result = run_cli("recover", "--from", str(tiny_sft_run), "--steps", "3", "--max-new-tokens", "12",
+                     "--runs-dir", str(runs), "--name", "rec", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 3 and summary["knowledge_prompts"] > 0
+    assert isinstance(summary["reverse_kl_first"], float) and summary["mean_length_first"] > 0
+    run = runs / "rec"
+    record = json.loads((run / "run.json").read_text())
+    assert record["parent"] == str(tiny_sft_run.resolve()) and record["verb"] == "recover"
+    assert "adapter switched off" in record["teachers"]["general"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all("reverse_kl/general" in r and "reverse_kl/keep" in r for r in rows if "reverse_kl" in r)
+    assert (run / "reverse_kl.png").is_file()
+    # The saved adapter is the trained one only (the frozen snapshot is not written), and it loads as a model.
+    assert (run / "adapter" / "adapter_model.safetensors").is_file() and not (run / "adapter" / "sft_snapshot").exists()
+    chat = run_cli("chat", "--model", str(run), "-p", "Hi", "--max-new-tokens", "4")
+    assert chat.returncode == 0, chat.stderr
+
+
+@pytest.mark.parametrize("extra", [["--method", "sft-self"], ["--divergence", "full", "--keep-mix", "0"]])
+def test_baseline_and_full_divergence_run_through_the_same_code(tiny_sft_run, tmp_path, extra):
+    result = run_cli("recover", "--from", str(tiny_sft_run), "--steps", "2", "--max-new-tokens", "8", "--prompts-per-step", "2",
+                     "--samples-per-prompt", "2", "--runs-dir", str(tmp_path), "--name", "r", "--json", *extra)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert any(isinstance(r.get("reverse_kl/general"), float) for r in rows)
+
+
+def test_an_untrained_adapter_is_refused(tiny_sft_run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    fresh = tmp_path / "fresh"
+    shutil.copytree(tiny_sft_run, fresh)
+    weights = fresh / "adapter" / "adapter_model.safetensors"
+    tensors = {k: (torch.zeros_like(v) if "lora_B" in k else v) for k, v in load_file(weights).items()}
+    save_file(tensors, weights)
+    result = run_cli("recover", "--from", str(fresh), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert "untrained" in result.stderr and str(fresh) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_teacher_with_another_tokenizer_is_refused(tiny_sft_run, tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    tokenizer = AutoTokenizer.from_pretrained(other)
+    tokenizer.add_tokens(["<extra_token_for_test>"])
+    tokenizer.save_pretrained(other)
+    result = run_cli("recover", "--from", str(tiny_sft_run), "--teacher", str(other), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "same tokenizer" in result.stderr
+
+
+def test_missing_knowledge_prompts_name_the_file_and_the_fix(tiny_sft_run, tmp_path):
+    result = run_cli("recover", "--from", str(tiny_sft_run), "--keep-prompts", str(tmp_path / "nope.jsonl"),
+                     "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "nope.jsonl" in result.stderr and "--keep-mix 0" in result.stderr
