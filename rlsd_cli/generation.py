@@ -6,14 +6,48 @@ end-of-turn, and returned in the caller's order.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .chat import sampling_kwargs
 from .chat_format import Message, end_of_turn_ids, left_padding, render_prompt
 from .console import Progress
 from .errors import BadInputError
+
+_torch_multinomial: list = []  # torch's own, saved on first use (torch is imported lazily)
+
+
+def inverse_cdf_multinomial(probs, num_samples: int = 1, replacement: bool = False, *, generator=None, out=None):
+    """One sample per row of `probs` by inverse-CDF: exact, and on a CPU about 7x faster than
+    torch.multinomial over a 49k vocabulary (measured 8 vs 56 ms for 16 rows). Other calls go to torch."""
+    import torch
+
+    if num_samples != 1 or out is not None or probs.dim() != 2 or probs.device.type != "cpu":
+        return (_torch_multinomial[0] if _torch_multinomial else torch.multinomial)(probs, num_samples, replacement, generator=generator, out=out)
+    cdf = probs.float().cumsum(-1)
+    u = torch.rand(probs.size(0), 1, generator=generator, dtype=cdf.dtype) * cdf[:, -1:]
+    # right=True: u == cdf[i] goes past i, so a zero-probability token (a flat step) is never chosen.
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.size(-1) - 1)
+
+
+@contextlib.contextmanager
+def fast_cpu_sampling() -> Iterator[None]:
+    """transformers samples each token with torch.multinomial, 3.5 ms per row over SmolLM2's vocabulary on
+    this CPU: 7 s of a 128-token rollout step. Swap in the inverse-CDF sampler while generating."""
+    import torch
+
+    if torch.multinomial is inverse_cdf_multinomial:  # already inside
+        yield
+        return
+    if not _torch_multinomial:
+        _torch_multinomial.append(torch.multinomial)
+    torch.multinomial = inverse_cdf_multinomial
+    try:
+        yield
+    finally:
+        torch.multinomial = _torch_multinomial[0]
 
 
 @dataclass
@@ -81,7 +115,7 @@ def generate(
             batch = order[start : start + settings.batch_size]
             inputs = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
             inputs = inputs.to(loaded.device)
-            with torch.no_grad(), loaded.autocast():
+            with torch.no_grad(), loaded.autocast(), fast_cpu_sampling():
                 output = model.generate(
                     **inputs,
                     max_new_tokens=settings.max_new_tokens,

@@ -3,6 +3,7 @@ SmolLM2-135M (converted once per machine under $RLSD_HOME) for end-to-end tests.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,6 +52,18 @@ def tiny_model_dir(tmp_path_factory, smollm_dir) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def sft_run(tmp_path_factory, smollm_dir):
+    """`rlsd sft` with the default settings on the test corpus, trained once per session (about 10 minutes on 2
+    CPU cores): the sft end-to-end tests check it, and `recover`'s end-to-end test repairs it."""
+    data = Path(__file__).parent / "data"
+    runs = tmp_path_factory.mktemp("e2e") / "runs"
+    result = run_cli("sft", str(data / "docs"), "--eval-qa", str(data / "docs_qa.jsonl"), "--runs-dir", str(runs),
+                     "--name", "docs", "--json", timeout=1500)
+    assert result.returncode == 0, result.stderr
+    return runs / "docs", json.loads(result.stdout)
 
 
 @pytest.fixture

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from rlsd_cli.losses import masked_mean, on_policy_distillation_loss, sampled_reverse_kl, self_sft_loss
+from rlsd_cli.losses import (
+    clipped_policy_loss,
+    group_advantages,
+    linear_decay,
+    masked_mean,
+    on_policy_distillation_loss,
+    rlsd_advantages,
+    rlsd_token_weights,
+    sampled_reverse_kl,
+    self_sft_loss,
+)
 
 
 def _logps(seed: int, shape=(3, 5)) -> torch.Tensor:
@@ -81,3 +91,83 @@ def test_self_sft_loss_is_token_mean_nll_over_the_mask():
     assert torch.isclose(loss, -(student * mask).sum() / 6)
     loss.backward()
     assert torch.all(student.grad[mask == 0] == 0) and torch.all(student.grad[mask == 1] < 0)
+
+
+# ---------------------------------------------------------------- RLSD / GRPO
+
+
+def test_group_advantages_are_standardised_within_each_group():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5, 0.5])
+    advantages = group_advantages(rewards, group_size=4)
+    first = advantages[:4]
+    assert torch.isclose(first.sum(), torch.tensor(0.0), atol=1e-6)
+    assert torch.allclose(first, (rewards[:4] - 0.5) / (rewards[:4].std() + 1e-6))
+    assert torch.all(advantages[4:] == 0)  # equal rewards: no signal
+
+
+def test_rlsd_with_lambda_zero_is_exactly_grpo():
+    advantages = torch.tensor([1.5, -0.7, 0.0])
+    delta = torch.randn(3, 6, generator=torch.Generator().manual_seed(0)) * 3
+    assert torch.equal(rlsd_advantages(advantages, delta, lam=0.0), advantages.unsqueeze(-1).expand(3, 6))
+
+
+def test_rlsd_zero_advantage_stays_zero_and_the_sign_never_flips():
+    generator = torch.Generator().manual_seed(1)
+    advantages = torch.randn(64, generator=generator)
+    advantages[:8] = 0.0
+    delta = torch.randn(64, 20, generator=generator) * 5
+    for lam in (0.25, 0.5, 1.0):
+        weighted = rlsd_advantages(advantages, delta, lam=lam, eps_w=0.2)
+        assert torch.all(weighted[:8] == 0)
+        assert torch.all(torch.sign(weighted) == torch.sign(advantages).unsqueeze(-1))
+
+
+def test_rlsd_clipping_bounds_the_magnitude():
+    advantages = torch.tensor([2.0, -2.0])
+    delta = torch.tensor([[10.0, -10.0, 0.0, 0.1], [10.0, -10.0, 0.0, 0.1]])
+    lam, eps = 0.5, 0.2
+    weighted = rlsd_advantages(advantages, delta, lam=lam, eps_w=eps)
+    ratio = weighted / advantages.unsqueeze(-1)
+    assert torch.all(ratio >= 1 - lam * eps - 1e-6) and torch.all(ratio <= 1 + lam * eps + 1e-6)
+    # A > 0: the token the teacher prefers (delta > 0) gets more credit; A < 0: the one it disfavours more blame.
+    assert ratio[0, 0] > ratio[0, 1] and ratio[1, 1] > ratio[1, 0]
+    assert torch.isclose(ratio[0, 2], torch.tensor(1.0))  # teacher agrees: plain GRPO weight
+
+
+def test_rlsd_weights_are_detached_from_the_graph():
+    delta = torch.randn(2, 3, requires_grad=True)
+    advantages = torch.tensor([1.0, -1.0], requires_grad=True)
+    assert not rlsd_token_weights(delta, advantages).requires_grad
+    assert not rlsd_advantages(advantages, delta, lam=0.5).requires_grad
+
+
+def test_linear_decay():
+    assert [linear_decay(s, 0.5, 60) for s in (0, 30, 60, 90)] == [0.5, 0.25, 0.0, 0.0]
+    assert linear_decay(100, 0.5, 0) == 0.5
+
+
+def test_clipped_policy_loss_matches_the_policy_gradient_on_policy_and_clips_off_policy():
+    logps = torch.tensor([[-1.0, -2.0, -0.5]], requires_grad=True)
+    advantages = torch.tensor([[1.0, -1.0, 2.0]])
+    mask = torch.ones(1, 3)
+    loss, clip_fraction = clipped_policy_loss(logps, logps.detach(), advantages, mask)
+    loss.backward()
+    assert torch.allclose(logps.grad, -advantages / 3) and clip_fraction == 0
+    # A ratio beyond 1 + eps_high with A > 0 (and below 1 - eps_low with A < 0) gets no gradient.
+    logps = torch.tensor([[-1.0, -3.0]], requires_grad=True)
+    old = torch.tensor([[-1.5, -2.0]])
+    loss, clip_fraction = clipped_policy_loss(logps, old, torch.tensor([[1.0, -1.0]]), torch.ones(1, 2))
+    loss.backward()
+    assert torch.all(logps.grad == 0) and clip_fraction == 1.0
+    # 1-D advantages are per sequence.
+    flat, _ = clipped_policy_loss(torch.zeros(2, 2), torch.zeros(2, 2), torch.tensor([1.0, -1.0]), torch.ones(2, 2))
+    assert flat.item() == 0.0
+
+
+def test_dual_clip_bounds_the_loss_of_negative_advantages():
+    logps = torch.tensor([[0.0]], requires_grad=True)
+    old = torch.tensor([[-5.0]])  # ratio e^5
+    loss, _ = clipped_policy_loss(logps, old, torch.tensor([[-1.0]]), torch.ones(1, 1), dual_clip=3.0)
+    assert torch.isclose(loss, torch.tensor(3.0))
+    loss.backward()
+    assert logps.grad.item() == 0

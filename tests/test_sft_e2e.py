@@ -1,6 +1,6 @@
 """`rlsd sft` end to end on the embedded SmolLM2-135M with the default settings, through the console script.
 
-Trains once per test session (about 10 minutes on 2 CPU cores); later verbs' tests reuse the run.
+The run is the session fixture `sft_run` (conftest.py), trained once and reused by later verbs' tests.
 """
 
 from __future__ import annotations
@@ -14,15 +14,6 @@ from conftest import run_cli
 
 pytestmark = pytest.mark.e2e
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(scope="session")
-def sft_run(tmp_path_factory, smollm_dir):
-    runs = tmp_path_factory.mktemp("e2e") / "runs"
-    result = run_cli("sft", str(DATA / "docs"), "--eval-qa", str(DATA / "docs_qa.jsonl"), "--runs-dir", str(runs),
-                     "--name", "docs", "--json", timeout=1500)
-    assert result.returncode == 0, result.stderr
-    return runs / "docs", json.loads(result.stdout)
 
 
 def test_sft_with_defaults_makes_most_document_questions_answerable(sft_run):

@@ -1,0 +1,55 @@
+"""`rlsd recover --teacher base` end to end on the embedded SmolLM2-135M: it repairs the session's sft run.
+
+The recover run reports the IFEval subset and the document QA for the base model (adapter off), the sft run
+(before) and the recovered run (after), so one run shows the whole story.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SHARED, run_cli
+
+pytestmark = pytest.mark.e2e
+IFEVAL = SHARED / "benchmarks" / "ifeval" / "input_data.jsonl"
+IFEVAL_LIMIT = "100"
+METRIC = "inst_level_loose_acc"
+
+
+@pytest.fixture(scope="session")
+def recover_run(sft_run):
+    sft_dir, _ = sft_run
+    result = run_cli("recover", "--from", str(sft_dir), "--teacher", "base", "--eval", "ifeval", "--eval-data", str(IFEVAL),
+                     "--eval-limit", IFEVAL_LIMIT, "--runs-dir", str(sft_dir.parent), "--name", "recovered", "--json",
+                     timeout=1800)
+    assert result.returncode == 0, result.stderr
+    return sft_dir.parent / "recovered", json.loads(result.stdout)
+
+
+def test_sft_costs_instruction_following_and_recover_brings_it_back_keeping_the_documents(recover_run):
+    _, summary = recover_run
+    base, sft, recovered = (summary[k] for k in ("eval_base", "eval_before", "eval_after"))
+    scores = {name: (s["ifeval"][METRIC], s["qa"]["accuracy"]) for name, s in
+              (("base", base), ("sft", sft), ("recover", recovered))}
+    assert scores["sft"][0] < scores["base"][0], scores  # sft forgot some instruction following
+    assert scores["sft"][1] > scores["base"][1], scores  # and learned the documents
+    assert scores["recover"][0] > scores["sft"][0], scores  # recover brings instruction following back
+    assert scores["recover"][1] >= scores["sft"][1], scores  # and keeps the documents
+
+
+def test_the_reverse_kl_to_the_base_falls(recover_run):
+    run, summary = recover_run
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    general = [r["reverse_kl/general"] for r in rows if isinstance(r.get("reverse_kl/general"), float)]
+    third = max(len(general) // 3, 1)
+    first, last = sum(general[:third]) / third, sum(general[-third:]) / third
+    assert first > 0.05 and last < 0.6 * first, general
+
+
+def test_the_adapter_off_teacher_costs_no_more_memory_than_sft(recover_run, sft_run):
+    _, summary = recover_run
+    _, sft_summary = sft_run
+    assert summary["peak_rss_bytes"] <= 1.10 * sft_summary["peak_rss_bytes"]
+    assert "no second copy" in summary["teachers"]["general"]
