@@ -50,6 +50,7 @@ from datasets import Dataset
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DistillationConfig, DistillationTrainer
+from rlsd_cli.model import cpu_has_fast_bf16
 from rlsd_cli.replay import builtin_instructions
 
 base_dir, adapter_dir, out_dir, steps, tokens = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
@@ -59,7 +60,8 @@ student = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_di
 teacher = AutoModelForCausalLM.from_pretrained(base_dir)
 prompts = [[{"role": "user", "content": r["prompt"]}] for r in builtin_instructions()][: steps * 16]
 args = DistillationConfig(output_dir=out_dir, per_device_train_batch_size=16, max_steps=steps, learning_rate=1e-3,
-                          max_completion_length=tokens, bf16=True, use_cpu=True, gradient_checkpointing=False,
+                          max_completion_length=tokens, bf16=cpu_has_fast_bf16(), use_cpu=True,
+                          gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False},
                           report_to=[], logging_steps=1, save_strategy="no", beta=1.0)
 trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
                               processing_class=tokenizer)

@@ -17,6 +17,7 @@ from typer.core import TyperGroup  # noqa: E402
 from . import __version__, console  # noqa: E402
 from .errors import EXIT_INTERRUPTED, RlsdError  # noqa: E402
 from .model import DEFAULT_MODEL, QUANT_CHOICES  # noqa: E402
+from .reason import ReasonConfig  # noqa: E402
 from .recover import RecoverConfig  # noqa: E402
 from .sft import SFTConfig  # noqa: E402
 
@@ -171,6 +172,25 @@ def runs_show(
     for key, value in (info["summary"] or {}).items():
         table.add_row(f"summary.{key}", str(value))
     console.stdout.print(table)
+
+
+@runs_app.command("plot")
+def runs_plot(
+    names: list[str] = typer.Argument(..., help="Run names (under the runs folder) or paths."),
+    metric: list[str] = typer.Option(..., "--metric", help="metrics.jsonl key(s), e.g. reward or eval/math/accuracy."),
+    out: Path = typer.Option(..., "--out", help="PNG to write (refused if it exists, unless --force)."),
+    runs_dir: Path | None = RunsDirOpt,
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Curves of several runs in one PNG (one line per run and metric), e.g. RLSD against GRPO."""
+    from .runs import plot_runs, run_path
+
+    result = plot_runs([run_path(n, runs_dir) for n in names], metric, out, force=force)
+    if _json(json_out):
+        console.print_json(result)
+        return
+    console.stdout.print(f"wrote {result['plot']} ({', '.join(f'{k}: {v} points' for k, v in result['points'].items())})")
 
 
 # ---------------------------------------------------------------- chat
@@ -382,6 +402,94 @@ def recover(
                               f"before {value:.4f} -> after {after.get(metric, float('nan')):.4f}")
     table.add_row("KL curve", str(result["kl_curve"]))
     console.stdout.print(table)
+
+
+# ---------------------------------------------------------------- reason
+
+_RSN = {name: f.default for name, f in ReasonConfig.__dataclass_fields__.items()}
+
+
+@app.command()
+def reason(
+    data: Path = typer.Option(..., "--data", help="A folder with train.jsonl (and test.jsonl), or a JSONL of problems: prompt|question, answer, optional solution."),
+    model: str = ModelOpt,
+    verifier: list[str] = typer.Option(["math"], "--verifier", help="math | exact | regex:PATTERN | python:module:function; repeat to combine, weight as 0.5*math."),
+    algo: str = typer.Option(_RSN["algo"], "--algo", help="rlsd | grpo | opsd (one code path)."),
+    privileged: str = typer.Option(_RSN["privileged"], "--privileged", help="What the teacher is shown: answer | solution."),
+    teacher: str = typer.Option(_RSN["teacher"], "--teacher", help="sync (a frozen adapter copy, re-synced every --teacher-sync-steps) | live."),
+    teacher_sync_steps: int = typer.Option(_RSN["teacher_sync_steps"], "--teacher-sync-steps"),
+    num_generations: int = typer.Option(_RSN["num_generations"], "--num-generations", help="Completions per problem (the group G)."),
+    prompts_per_step: int = typer.Option(_RSN["prompts_per_step"], "--prompts-per-step", help="Problems per optimizer step."),
+    max_new_tokens: int = typer.Option(_RSN["max_new_tokens"], "--max-new-tokens"),
+    steps: int = typer.Option(_RSN["steps"], "--steps", help="Optimizer steps."),
+    lr: float = typer.Option(_RSN["lr"], "--lr", help="Learning rate (LoRA)."),
+    lam: float = typer.Option(_RSN["lam"], "--lambda", help="RLSD mixing weight at step 0."),
+    lambda_decay_steps: int = typer.Option(_RSN["lambda_decay_steps"], "--lambda-decay-steps", help="lambda falls linearly to 0 over these steps (0: constant)."),
+    eps_w: float = typer.Option(_RSN["eps_w"], "--eps-w", help="Token weights are clipped to [1-eps_w, 1+eps_w]."),
+    lora_r: int = typer.Option(_RSN["lora_r"], "--lora-r"),
+    quant: str = QuantOpt,
+    seed: int = typer.Option(_RSN["seed"], "--seed"),
+    name: str | None = typer.Option(None, "--name", help="Run name (default reason-<timestamp>)."),
+    runs_dir: Path | None = RunsDirOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue the run named --name from its last checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Move an existing run of that name to runs/.trash/ and start again."),
+    save_every: int = typer.Option(_RSN["save_every"], "--save-every", help="Write a checkpoint every N steps (0: only on interruption)."),
+    test_data: Path | None = typer.Option(None, "--test-data", help="Held-out problems (default: test.jsonl beside --data)."),
+    eval_limit: int | None = typer.Option(_RSN["eval_limit"], "--eval-limit", help="Seeded sample of N held-out problems."),
+    eval_every: int = typer.Option(_RSN["eval_every"], "--eval-every", help="Also score the held-out split every N steps (0: off)."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """RL with verifiable rewards: RLSD (GRPO with per-token credit from the model shown the answer), GRPO or OPSD."""
+    from .reason import run_reason
+
+    config = ReasonConfig(
+        data=data, model=model, verifier=verifier, algo=algo, privileged=privileged, teacher=teacher,
+        teacher_sync_steps=teacher_sync_steps, num_generations=num_generations, prompts_per_step=prompts_per_step,
+        max_new_tokens=max_new_tokens, steps=steps, lr=lr, lam=lam, lambda_decay_steps=lambda_decay_steps, eps_w=eps_w,
+        lora_r=lora_r, lora_alpha=2 * lora_r, quant=quant, seed=seed, name=name, runs_dir=runs_dir, resume=resume,
+        force=force, save_every=save_every, test_data=test_data, eval_limit=eval_limit, eval_every=eval_every,
+    )
+    result = run_reason(config)
+    if _json(json_out):
+        console.print_json(result)
+        return
+    table = Table(title=f"reason ({result['algo']}): {result['run']}", show_header=False)
+    table.add_row("verifier", result["verifier"])
+    table.add_row("teacher", str(result["teacher"]))
+    table.add_row("steps", f"{result['steps']} ({result['seconds_per_step']} s/step)")
+    table.add_row("reward", f"{result['reward_first']} -> {result['reward_last']}")
+    table.add_row("peak memory", console.human_bytes(result["peak_rss_bytes"]))
+    for metric, value in result["eval_before"].items():
+        table.add_row(f"held-out {metric}", f"{value:.4f} -> {result['eval_after'].get(metric, float('nan')):.4f}")
+    table.add_row("curve", str(result["curve"]))
+    console.stdout.print(table)
+
+
+# ---------------------------------------------------------------- data
+
+data_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Generate training and evaluation data.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("math")
+def data_math(
+    n: int = typer.Option(1000, "--n", help="How many problems in all (train + test)."),
+    seed: int = typer.Option(0, "--seed", help="The same seed gives the same files."),
+    out: Path = typer.Option(..., "--out", help="Folder for train.jsonl and test.jsonl."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of the problems held out as test.jsonl."),
+    max_steps: int = typer.Option(3, "--max-steps", help="Hardest problems chain this many operations (1-6)."),
+    force: bool = typer.Option(False, "--force", help="Replace train.jsonl / test.jsonl if they exist."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Multi-step arithmetic word problems in graded difficulty, with answers and worked solutions (for `rlsd reason`)."""
+    from .mathgen import write_math_data
+
+    result = write_math_data(out, n=n, seed=seed, test_fraction=test_fraction, max_steps=max_steps, force=force)
+    if _json(json_out):
+        console.print_json(result)
+        return
+    console.stdout.print(f"wrote {result['train']} train and {result['test']} test problems to {result['out']} "
+                         f"(difficulty 1-{max_steps} operations, seed {seed})")
 
 
 # ---------------------------------------------------------------- eval

@@ -193,3 +193,28 @@ def describe_run(path: Path) -> dict[str, Any]:
         "summary": summary,
         "record": record,
     }
+
+
+def plot_runs(paths: list[Path], metrics: list[str], out: Path, force: bool = False) -> dict[str, Any]:
+    """One PNG with a line per (run, metric) from each run's metrics.jsonl."""
+    from .training import plot_series
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise BadInputError(f"{out}: already exists; choose another --out or pass --force")
+    if out.suffix.lower() != ".png":
+        raise BadInputError(f"--out {out}: write a .png file")
+    series = {}
+    for path in paths:
+        if not (path / RUN_RECORD).is_file():
+            raise BadInputError(f"{path}: not a run folder (no {RUN_RECORD})")
+        rows = Run(path).metrics()
+        for metric in metrics:
+            label = path.name if len(metrics) == 1 else f"{path.name}: {metric}"
+            series[label] = [(r["step"], r[metric]) for r in rows if isinstance(r.get(metric), (int, float))]
+    empty = [label for label, points in series.items() if not points]
+    if len(empty) == len(series):
+        raise BadInputError(f"no run has points for {', '.join(metrics)}; see the keys with `rlsd runs show NAME --json`")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_series(series, out, " vs ".join(p.name for p in paths), ylabel=metrics[0] if len(metrics) == 1 else "value")
+    return {"plot": str(out), "points": {label: len(points) for label, points in series.items()}}

@@ -168,3 +168,42 @@ class ModelTeacher:
 
     def describe(self) -> str:
         return f"a separate copy: {self.label}"
+
+
+class LiveTeacher:
+    """The student itself as it is now (no grad, dropout off): RLSD's `--teacher live`."""
+
+    kind = "live"
+
+    def __init__(self, peft_model):
+        self._holder = [peft_model]
+
+    @property
+    def model(self):
+        return self._holder[0]
+
+    @contextlib.contextmanager
+    def scoring(self) -> Iterator[Any]:
+        with eval_mode(self.model), torch.no_grad():
+            yield self.model
+
+    def describe(self) -> str:
+        return "the student itself, live"
+
+
+def copy_adapter_weights(peft_model, source: str, target: str) -> int:
+    """Copy adapter `source`'s LoRA weights into adapter `target` (same shapes); returns how many tensors.
+
+    This is the RLSD teacher re-sync: one extra adapter (a few MB) instead of a frozen copy of the model.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    copied = 0
+    with torch.no_grad():
+        for module in peft_model.modules():
+            if not isinstance(module, LoraLayer) or source not in module.lora_A or target not in module.lora_A:
+                continue
+            for params in (module.lora_A, module.lora_B):
+                params[target].weight.copy_(params[source].weight)
+                copied += 1
+    return copied

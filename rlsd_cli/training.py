@@ -177,7 +177,12 @@ def plot_curve(rows: list[dict[str, Any]], key: str, target: Path, title: str) -
 def plot_curves(rows: list[dict[str, Any]], keys: list[str], target: Path, title: str) -> Path | None:
     """One PNG with a line per metric key (steps on x), written atomically; None when no key has points."""
     series = {key: [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))] for key in keys}
-    series = {key: points for key, points in series.items() if points}
+    return plot_series(series, target, title, ylabel=keys[0] if len(keys) == 1 else "value")
+
+
+def plot_series(series: dict[str, list[tuple[float, float]]], target: Path, title: str, ylabel: str = "value") -> Path | None:
+    """One PNG with a line per labelled series of (step, value) points; None when no series has points."""
+    series = {label: points for label, points in series.items() if points}
     if not series:
         return None
     import matplotlib
@@ -186,10 +191,10 @@ def plot_curves(rows: list[dict[str, Any]], keys: list[str], target: Path, title
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key, points in series.items():
-        ax.plot([p[0] for p in points], [p[1] for p in points], label=key)
+    for label, points in series.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=label, marker="o" if len(points) < 12 else None)
     ax.set_xlabel("step")
-    ax.set_ylabel(keys[0] if len(series) == 1 else "value")
+    ax.set_ylabel(ylabel)
     if len(series) > 1:
         ax.legend(fontsize=8)
     ax.set_title(title)

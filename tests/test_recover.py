@@ -174,3 +174,14 @@ def test_missing_knowledge_prompts_name_the_file_and_the_fix(tiny_sft_run, tmp_p
     result = run_cli("recover", "--from", str(tiny_sft_run), "--keep-prompts", str(tmp_path / "nope.jsonl"),
                      "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and "nope.jsonl" in result.stderr and "--keep-mix 0" in result.stderr
+
+
+def test_kind_shares_weight_each_kind_by_the_mix_whatever_its_token_count():
+    from rlsd_cli.recover import kind_shares
+
+    both = torch.tensor([True, False, False, False])
+    shares = {kind: (share, rows.tolist()) for kind, share, rows in kind_shares(both, 0.25)}
+    assert shares == {"keep": (0.25, [True, False, False, False]), "general": (0.75, [False, True, True, True])}
+    only_general = kind_shares(torch.tensor([False, False]), 0.5)
+    assert [(kind, share) for kind, share, _ in only_general] == [("general", 1.0)]
+    assert [(kind, share) for kind, share, _ in kind_shares(both, 0.0)] == [("general", 1.0)]

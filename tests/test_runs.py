@@ -155,3 +155,22 @@ def test_corrupt_run_record_names_the_file(runs_root, tiny_model_dir):
     (run.path / "run.json").write_text("{not json")
     with pytest.raises(BadInputError, match="run.json"):
         resolve_model(str(run.path))
+
+
+def test_runs_plot_draws_each_run_in_one_png_and_never_overwrites(runs_root, tiny_model_dir, tmp_path):
+    from rlsd_cli.runs import plot_runs
+
+    for name, slope in (("rlsd", 0.1), ("grpo", 0.05)):
+        run = Run.create("reason", name=name, root=runs_root, record=_base_record(tiny_model_dir))
+        for step in range(1, 4):
+            run.log_metrics(step, reward=slope * step)
+    out = tmp_path / "curves.png"
+    result = plot_runs([runs_root / "rlsd", runs_root / "grpo"], ["reward"], out)
+    assert result["points"] == {"rlsd": 3, "grpo": 3}
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = out.read_bytes()
+    with pytest.raises(BadInputError, match="already exists"):
+        plot_runs([runs_root / "rlsd"], ["reward"], out)
+    assert out.read_bytes() == before
+    with pytest.raises(BadInputError, match="no run has points"):
+        plot_runs([runs_root / "rlsd"], ["eval/math/accuracy"], tmp_path / "other.png")

@@ -1,0 +1,140 @@
+"""`rlsd reason` and `rlsd data math`: the generator, the informed teacher, the trainer's three algorithms on
+the tiny model, and the CLI's errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli
+from rlsd_cli.errors import BadInputError
+from rlsd_cli.mathgen import generate_problems, write_math_data
+from rlsd_cli.reason import LEAKAGE, ReasonConfig, training_rows
+from rlsd_cli.verifiers import math_reward
+
+
+def test_generated_problems_are_solved_by_their_own_solutions_and_reproducible(tmp_path):
+    problems = generate_problems(60, seed=3, max_steps=3)
+    assert [p.prompt for p in problems] == [p.prompt for p in generate_problems(60, seed=3, max_steps=3)]
+    assert len({p.prompt for p in problems}) == 60
+    assert {p.difficulty for p in problems} == {1, 2, 3}
+    for p in problems:
+        assert math_reward(p.solution, {"answer": p.answer}) == 1.0
+        lines = p.solution.splitlines()
+        assert len(lines) == p.difficulty + 1  # one line per operation, then the answer
+        value = None
+        for line in lines[:-1]:  # every line is correct arithmetic and chains from the previous result
+            left, result = line.split(" = ")
+            a, op, b = left.split(" ")
+            assert value is None or int(a) == value
+            value = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b), "/": int(a) // int(b)}[op]
+            assert value == int(result) and value > 0
+        assert str(value) == p.answer
+
+
+def test_write_math_data_splits_without_overlap_and_never_overwrites(tmp_path):
+    summary = write_math_data(tmp_path / "d", n=50, seed=1, test_fraction=0.2)
+    train = [json.loads(x) for x in (tmp_path / "d" / "train.jsonl").read_text().splitlines()]
+    test = [json.loads(x) for x in (tmp_path / "d" / "test.jsonl").read_text().splitlines()]
+    assert (summary["train"], summary["test"]) == (40, 10) == (len(train), len(test))
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in test}
+    with pytest.raises(BadInputError, match="already exists.*--force"):
+        write_math_data(tmp_path / "d", n=50, seed=2)
+    assert [json.loads(x) for x in (tmp_path / "d" / "train.jsonl").read_text().splitlines()] == train
+
+
+def test_training_rows_put_the_hint_only_in_the_teacher_prompt(tmp_path):
+    write_math_data(tmp_path / "d", n=10, seed=0)
+    rows = training_rows(tmp_path / "d" / "train.jsonl", "solution")
+    row = rows[0]
+    assert "reference solution" not in row["prompt"][0]["content"]
+    assert row["solution"] in row["teacher_prompt"][0]["content"]
+    answer_rows = training_rows(tmp_path / "d" / "train.jsonl", "answer")
+    assert f"reference solution: {answer_rows[0]['answer']}\n" in answer_rows[0]["teacher_prompt"][0]["content"]
+
+
+def test_privileged_solution_without_solutions_is_a_clear_error(tmp_path):
+    data = tmp_path / "p.jsonl"
+    data.write_text(json.dumps({"question": "What is 2 + 3?", "answer": "5"}) + "\n")
+    with pytest.raises(BadInputError, match="no 'solution'.*--privileged answer"):
+        training_rows(data, "solution")
+
+
+def test_leakage_counter_catches_talk_of_a_reference():
+    assert LEAKAGE.search("Using the reference solution, the answer is 5.")
+    assert not LEAKAGE.search("First, 3 + 2 = 5. Answer: 5")
+
+
+@pytest.mark.parametrize("field,value", [("algo", "ppo"), ("num_generations", 1), ("lam", 1.5), ("privileged", "hint"),
+                                         ("teacher", "ema")])
+def test_config_rejects_bad_values(field, value, tmp_path):
+    with pytest.raises(BadInputError):
+        ReasonConfig(data=tmp_path, **{field: value})
+
+
+def test_adapter_copy_makes_the_teacher_adapter_equal_to_the_student(tiny_model_dir):
+    from rlsd_cli.model import LoraSettings, load_model
+    from rlsd_cli.teachers import SnapshotTeacher, completion_logps, copy_adapter_weights
+
+    loaded = load_model(str(tiny_model_dir), quant="none", lora=LoraSettings(r=4, alpha=8, dropout=0.0), trainable=True)
+    model = loaded.model
+    model.add_adapter("informed_teacher", model.peft_config["default"])
+    model.set_adapter("default")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B.default" in name:
+                param.normal_(0, 0.5)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    mask = torch.ones_like(ids)
+    teacher = SnapshotTeacher(model, "informed_teacher")
+    with torch.no_grad():
+        student, _ = completion_logps(model, ids, mask, 3)
+    with teacher.scoring() as m:
+        stale, _ = completion_logps(m, ids, mask, 3)
+    assert (stale - student).abs().max() > 1e-3  # the teacher adapter is still fresh
+    assert copy_adapter_weights(model, "default", "informed_teacher") > 0
+    with teacher.scoring() as m:
+        synced, _ = completion_logps(m, ids, mask, 3)
+    assert torch.allclose(synced, student, atol=1e-6)
+    assert all(p.requires_grad for n, p in model.named_parameters() if "lora_A.default" in n)
+    assert not any(p.requires_grad for n, p in model.named_parameters() if "informed_teacher" in n)
+
+
+@pytest.fixture(scope="module")
+def math_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("math") / "arith"
+    write_math_data(out, n=24, seed=0)
+    return out
+
+
+@pytest.mark.parametrize("algo", ["rlsd", "grpo", "opsd"])
+def test_every_algorithm_trains_through_the_cli_and_logs_its_metrics(algo, math_dir, tiny_model_dir, tmp_path):
+    runs = tmp_path / "runs"
+    result = run_cli("reason", "--data", str(math_dir), "--model", str(tiny_model_dir), "--algo", algo, "--steps", "2",
+                     "--num-generations", "4", "--prompts-per-step", "1", "--max-new-tokens", "12", "--eval-limit", "4",
+                     "--teacher-sync-steps", "1", "--runs-dir", str(runs), "--name", algo, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 2 and "accuracy" in summary["eval_before"] and "accuracy" in summary["eval_after"]
+    rows = [json.loads(x) for x in (runs / algo / "metrics.jsonl").read_text().splitlines()]
+    keys = set().union(*rows)
+    assert {"reward", "accuracy", "leakage", "entropy_mean"} <= keys
+    expected = {"rlsd": {"w/mean", "w/p10", "w/p90", "clip_fraction", "lambda"}, "grpo": {"clip_fraction", "lambda"},
+                "opsd": {"reverse_kl"}}[algo]
+    assert expected <= keys, keys
+    if algo == "grpo":
+        assert all(r.get("lambda", 0.0) == 0.0 for r in rows)
+    adapter = runs / algo / "adapter"
+    assert (adapter / "adapter_config.json").is_file()
+    saved = json.loads((adapter / "adapter_config.json").read_text())
+    assert "informed_teacher" not in json.dumps(saved)
+
+
+def test_missing_training_file_names_the_fix(tmp_path, tiny_model_dir):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("reason", "--data", str(tmp_path / "empty"), "--model", str(tiny_model_dir))
+    assert result.returncode == 2
+    assert "no train.jsonl" in result.stderr and "rlsd data math" in result.stderr
