@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup test test-fast demo lint clean
+.PHONY: setup test test-slow test-fast demo lint clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not e2e"

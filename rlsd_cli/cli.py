@@ -350,8 +350,10 @@ def recover(
     method: str = typer.Option(_REC["method"], "--method", help="distill | sft-self (supervised on own samples: the baseline)."),
     divergence: str = typer.Option(_REC["divergence"], "--divergence", help="sampled (per-token estimator) | full (full-vocabulary reverse KL)."),
     prompts: Path | None = typer.Option(None, "--prompts", help="General prompts (JSONL 'prompt' or 'messages'); default: built-in instructions."),
-    keep_mix: float = typer.Option(_REC["keep_mix"], "--keep-mix", help="Fraction of each batch asking about the documents, taught by the frozen sft adapter."),
-    keep_prompts: Path | None = typer.Option(None, "--keep-prompts", help="Questions about the documents (default: the sft run's knowledge_prompts.jsonl)."),
+    keep_mix: float = typer.Option(_REC["keep_mix"], "--keep-mix", help="Share of the loss that keeps what sft taught (see --keep-with); 0 is plain distillation from the base."),
+    keep_with: str = typer.Option(_REC["keep_with"], "--keep-with", help="sft (supervised loss on the sft run's Q/A pairs) | distill (on-policy from a frozen sft snapshot)."),
+    keep_prompts: Path | None = typer.Option(None, "--keep-prompts", help="Questions (and answers, for --keep-with sft) about the documents (default: the sft run's knowledge_prompts.jsonl)."),
+    keep_examples_per_step: int = typer.Option(_REC["keep_examples_per_step"], "--keep-examples-per-step", help="Q/A pairs per step for --keep-with sft."),
     samples_per_prompt: int = typer.Option(_REC["samples_per_prompt"], "--samples-per-prompt", help="Completions sampled per prompt (temperature 1, no truncation)."),
     prompts_per_step: int = typer.Option(_REC["prompts_per_step"], "--prompts-per-step", help="Prompts per optimizer step."),
     max_new_tokens: int = typer.Option(_REC["max_new_tokens"], "--max-new-tokens", help="Most tokens per sampled completion."),
@@ -377,7 +379,8 @@ def recover(
 
     config = RecoverConfig(
         from_run=from_run, teacher=teacher, teacher_precision=teacher_precision, method=method, divergence=divergence,
-        prompts=prompts, keep_mix=keep_mix, keep_prompts=keep_prompts, samples_per_prompt=samples_per_prompt,
+        prompts=prompts, keep_mix=keep_mix, keep_with=keep_with, keep_prompts=keep_prompts,
+        keep_examples_per_step=keep_examples_per_step, samples_per_prompt=samples_per_prompt,
         prompts_per_step=prompts_per_step, max_new_tokens=max_new_tokens, steps=steps, lr=lr, quant=quant, seed=seed,
         name=name, runs_dir=runs_dir, resume=resume, force=force, save_every=save_every, eval_qa=eval_qa,
         eval=eval_suite, eval_data=eval_data, eval_limit=eval_limit, eval_max_new_tokens=eval_max_new_tokens,

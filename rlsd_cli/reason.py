@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -263,12 +263,8 @@ def _trainer_class():
 # ---------------------------------------------------------------- pipeline
 
 
-def _config_record(config: ReasonConfig) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-
 
 def run_reason(config: ReasonConfig) -> dict[str, Any]:
-    import torch
     from datasets import Dataset
     from trl import GRPOConfig
 
@@ -276,7 +272,16 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
     from .model import LoadedModel, LoraSettings, load_model, resolve_model
     from .runs import Run
     from .teachers import LiveTeacher, SnapshotTeacher
-    from .training import PeriodicEval, RunLogger, common_trainer_kwargs, peak_rss_bytes, plot_curves, train
+    from .training import (
+        PeriodicEval,
+        RunLogger,
+        common_trainer_kwargs,
+        config_record,
+        cost_summary,
+        mean_or_none,
+        plot_curves,
+        train,
+    )
     from .verifiers import build_verifier
 
     started = time.perf_counter()
@@ -297,7 +302,7 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
 
     run = Run.create(
         "reason", name=config.name, root=config.runs_dir, force=config.force, resume=config.resume,
-        record={"base_model": loaded.record(), "config": _config_record(config), "parent": None,
+        record={"base_model": loaded.record(), "config": config_record(config), "parent": None,
                 "data": {"train": str(train_file), "test": str(test_file) if test_file else None}},
     )
     say(f"run folder: {run.path}")
@@ -318,7 +323,7 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
 
     reward.__name__ = "verifier"
     args = GRPOConfig(
-        **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every),
+        **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every, checkpointing=True),
         per_device_train_batch_size=config.prompts_per_step * config.num_generations,
         gradient_accumulation_steps=1,
         num_generations=config.num_generations,
@@ -379,15 +384,10 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
         "verifier_failures": verifier.failures,
         "teacher": teacher.describe() if teacher else None,
         "train_problems": len(rows),
-        "steps": trainer.state.global_step,
-        "train_seconds": round(train_seconds, 1),
-        "seconds_per_step": round(train_seconds / max(trainer.state.global_step, 1), 2),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "peak_rss_bytes": peak_rss_bytes(),
-        "peak_cuda_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
-        "reward_first": _mean([m.get("reward") for m in steps[:5]]),
-        "reward_last": _mean([m.get("reward") for m in steps[-5:]]),
-        "leakage_last": _mean([m.get("leakage") for m in steps[-5:]]),
+        **cost_summary(trainer.state.global_step, train_seconds, started),
+        "reward_first": mean_or_none([m.get("reward") for m in steps[:5]]),
+        "reward_last": mean_or_none([m.get("reward") for m in steps[-5:]]),
+        "leakage_last": mean_or_none([m.get("leakage") for m in steps[-5:]]),
         "curve": str(curve) if curve else None,
         "eval_before": before,
         "eval_after": after,
@@ -395,7 +395,3 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
     run.write_summary(summary)
     return summary
 
-
-def _mean(values: list) -> float | None:
-    values = [v for v in values if isinstance(v, (int, float))]
-    return round(sum(values) / len(values), 4) if values else None

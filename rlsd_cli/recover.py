@@ -27,6 +27,7 @@ from .errors import BadInputError
 
 METHODS = ("distill", "sft-self")
 DIVERGENCES = ("sampled", "full")
+KEEP_WITH = ("sft", "distill")
 KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
 SNAPSHOT_ADAPTER = "sft_snapshot"
 
@@ -40,7 +41,9 @@ class RecoverConfig:
     divergence: str = "sampled"  # sampled (per-token estimator, policy gradient) | full (full-vocabulary reverse KL)
     prompts: Path | None = None  # general prompts; default: the built-in instruction set
     keep_mix: float = 0.5
+    keep_with: str = "distill"  # sft: supervised loss on the sft run's Q/A pairs | distill: on-policy from the sft snapshot
     keep_prompts: Path | None = None  # default: the sft run's knowledge_prompts.jsonl
+    keep_examples_per_step: int = 8
     samples_per_prompt: int = 4
     prompts_per_step: int = 4
     max_new_tokens: int = 128
@@ -66,9 +69,11 @@ class RecoverConfig:
             raise BadInputError(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")
         if self.divergence not in DIVERGENCES:
             raise BadInputError(f"--divergence {self.divergence!r}: choose one of {', '.join(DIVERGENCES)}")
+        if self.keep_with not in KEEP_WITH:
+            raise BadInputError(f"--keep-with {self.keep_with!r}: choose one of {', '.join(KEEP_WITH)}")
         if self.teacher_precision not in ("same", "full"):
             raise BadInputError(f"--teacher-precision {self.teacher_precision!r}: choose same or full")
-        for name in ("samples_per_prompt", "prompts_per_step", "max_new_tokens", "steps"):
+        for name in ("samples_per_prompt", "prompts_per_step", "max_new_tokens", "steps", "keep_examples_per_step"):
             if getattr(self, name) <= 0:
                 raise BadInputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if self.lr <= 0:
@@ -119,16 +124,50 @@ def kind_shares(is_keep, keep_mix: float) -> list[tuple[str, float, Any]]:
     return [(kind, share / total, rows) for kind, share, rows in present]
 
 
-def knowledge_prompts(run_dir: Path, override: Path | None) -> list[list[dict[str, str]]]:
-    from .replay import read_prompts
-
+def knowledge_path(run_dir: Path, override: Path | None) -> Path:
     path = override or run_dir / KNOWLEDGE_PROMPTS
     if not path.is_file():
         raise BadInputError(
             f"{path}: no knowledge prompts (runs made by `rlsd sft` write them); pass --keep-prompts FILE.jsonl "
             "with questions about the documents, or --keep-mix 0"
         )
-    return read_prompts(path)
+    return path
+
+
+def knowledge_prompts(run_dir: Path, override: Path | None) -> list[list[dict[str, str]]]:
+    from .replay import read_prompts
+
+    return read_prompts(knowledge_path(run_dir, override))
+
+
+def knowledge_conversations(run_dir: Path, override: Path | None) -> list[list[dict[str, str]]]:
+    """Question -> answer conversations for the supervised anchor: `prompt` + `answer` per line."""
+    from .suites.base import read_jsonl
+
+    path = knowledge_path(run_dir, override)
+    conversations = []
+    for number, record in read_jsonl(path):
+        question, answer = record.get("prompt"), record.get("answer")
+        if not (isinstance(question, str) and isinstance(answer, str) and question.strip() and answer.strip()):
+            raise BadInputError(f"{path}:{number}: --keep-with sft needs 'prompt' and 'answer' on every line "
+                                "(or use --keep-with distill, which needs only 'prompt')")
+        conversations.append([{"role": "user", "content": question}, {"role": "assistant", "content": answer}])
+    return conversations
+
+
+def anchor_batches(examples: list[dict[str, Any]], per_step: int, steps: int, seed: int) -> list[list[dict[str, Any]]]:
+    """The supervised anchor's examples for each step: the pool walked in seeded shuffled order, reshuffled when used up."""
+    rng = random.Random(seed)
+    queue: list[dict[str, Any]] = []
+    batches = []
+    for _ in range(steps):
+        batch = []
+        for _ in range(per_step):
+            if not queue:
+                queue.extend(rng.sample(examples, len(examples)))
+            batch.append(queue.pop())
+        batches.append(batch)
+    return batches
 
 
 def general_prompts(path: Path | None) -> tuple[list[list[dict[str, str]]], str]:
@@ -169,9 +208,10 @@ def _trainer_class():
         sampled-token reverse-KL policy gradient (or TRL's full-vocabulary divergence) and a self-SFT baseline.
         """
 
-        def __init__(self, *args, teachers, method, divergence, samples_per_prompt, keep_mix, autocast, **kwargs):
+        def __init__(self, *args, teachers, method, divergence, samples_per_prompt, keep_mix, anchor, autocast, **kwargs):
             self.teachers = teachers
             self.keep_mix = keep_mix
+            self.anchor = anchor  # per-step supervised batches of the sft run's Q/A pairs, or None
             self.method = method
             self.divergence = divergence
             self.samples_per_prompt = samples_per_prompt
@@ -220,7 +260,10 @@ def _trainer_class():
             mask = inputs["completion_mask"].float()
             length = inputs["completion_ids"].size(1)
             if self.divergence == "full":
-                return self._full_divergence_loss(unwrapped_student, inputs, input_ids, attention_mask, length)
+                loss, entropy_sum, valid = self._full_divergence_loss(unwrapped_student, inputs, input_ids, attention_mask, length)
+                if self.anchor is not None:
+                    loss = (1.0 - self.keep_mix) * loss + self.keep_mix * self._anchor_loss(unwrapped_student)
+                return loss, entropy_sum, valid
 
             student_logps, entropy = completion_logps(unwrapped_student, input_ids, attention_mask, length, self.autocast(), with_entropy=True)
             teacher_logps = inputs["teacher_logps"]
@@ -232,7 +275,23 @@ def _trainer_class():
                 else:
                     loss = loss + share * on_policy_distillation_loss(student_logps, student_logps.detach(), teacher_logps, part, part.sum().clamp(min=1.0))
             self._log_kl(sampled_reverse_kl(student_logps.detach(), teacher_logps), student_logps.detach(), teacher_logps, mask, inputs["is_keep"])
+            if self.anchor is not None:
+                loss = (1.0 - self.keep_mix) * loss + self.keep_mix * self._anchor_loss(unwrapped_student)
             return loss, (entropy * mask).sum(), mask.sum()
+
+        def _anchor_loss(self, student):
+            """Token-mean NLL of this step's sft Q/A answers (teacher-forced: no sampling needed)."""
+            batch = self.anchor[min(self.state.global_step, len(self.anchor) - 1)]
+            width = max(len(e["input_ids"]) for e in batch)
+            pad = self.processing_class.pad_token_id
+            ids = torch.tensor([e["input_ids"] + [pad] * (width - len(e["input_ids"])) for e in batch])
+            attention = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in batch])
+            targets = torch.tensor([e["assistant_masks"] + [0] * (width - len(e["input_ids"])) for e in batch])
+            ids, attention, targets = (t.to(self.accelerator.device) for t in (ids, attention, targets))
+            logps, _ = completion_logps(student, ids, attention, width - 1, self.autocast())
+            nll = self_sft_loss(logps, targets[:, 1:].float(), targets[:, 1:].float().sum().clamp(min=1.0))
+            self._metrics["train"]["keep/nll"].append(nll.item())
+            return nll
 
         def _full_divergence_loss(self, student, inputs, input_ids, attention_mask, length):
             if self.method == "sft-self":
@@ -268,9 +327,6 @@ def _trainer_class():
 # ---------------------------------------------------------------- pipeline
 
 
-def _config_record(config: RecoverConfig) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-
 
 def _load_teachers(config: RecoverConfig, loaded, keep: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     from .model import load_model, resolve_model
@@ -300,14 +356,22 @@ def _load_teachers(config: RecoverConfig, loaded, keep: bool) -> tuple[dict[str,
 
 
 def run_recover(config: RecoverConfig) -> dict[str, Any]:
-    import torch
     from datasets import Dataset
     from trl import DistillationConfig
 
     from .evaluate import EvalConfig, run_eval
     from .model import LoadedModel, load_model, resolve_model
     from .runs import Run, read_run_record
-    from .training import PeriodicEval, RunLogger, common_trainer_kwargs, peak_rss_bytes, plot_curves, train
+    from .training import (
+        PeriodicEval,
+        RunLogger,
+        common_trainer_kwargs,
+        config_record,
+        cost_summary,
+        mean_or_none,
+        plot_curves,
+        train,
+    )
 
     started = time.perf_counter()
     parent = resolve_model(str(config.from_run))
@@ -315,10 +379,18 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
         raise BadInputError(f"--from {config.from_run}: pass a run folder made by `rlsd sft` (runs/<name>)")
     parent_record = read_run_record(parent.run_dir)
     general, general_source = general_prompts(config.prompts)
-    keep = knowledge_prompts(parent.run_dir, config.keep_prompts) if config.keep_mix > 0 else []
+    distill_keep = config.keep_mix > 0 and config.keep_with == "distill"
+    keep = knowledge_prompts(parent.run_dir, config.keep_prompts) if distill_keep else []
+    anchor_pairs = knowledge_conversations(parent.run_dir, config.keep_prompts) if config.keep_mix > 0 and not distill_keep else []
 
     loaded = load_model(str(parent.run_dir), quant=config.quant, trainable=True)
     check_trained_adapter(loaded.model, parent.run_dir)
+    anchor = None
+    if anchor_pairs:
+        from .sft import chat_example
+
+        examples = [e for e in (chat_example(loaded.tokenizer, m, 256, "keep") for m in anchor_pairs) if e]
+        anchor = anchor_batches(examples, config.keep_examples_per_step, config.steps, config.seed)
     if keep:
         loaded.model.load_adapter(str(parent.adapter_path), adapter_name=SNAPSHOT_ADAPTER, is_trainable=False)
         loaded.model.set_adapter("default")
@@ -330,7 +402,7 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
         root=config.runs_dir,
         force=config.force,
         resume=config.resume,
-        record={"base_model": loaded.record(), "config": _config_record(config), "parent": str(parent.run_dir.resolve()),
+        record={"base_model": loaded.record(), "config": config_record(config), "parent": str(parent.run_dir.resolve()),
                 "teachers": teacher_info},
     )
     say(f"run folder: {run.path}")
@@ -355,10 +427,7 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
     rows = step_prompts(general, keep, config.steps, config.prompts_per_step, config.keep_mix, config.seed)
     dataset = Dataset.from_list([{"prompt": r["prompt"], "kind": r["kind"]} for r in rows])
     args = DistillationConfig(
-        # Checkpointing: the student's backward over 16 sampled rows kept ~10 GB of activations (measured on
-        # the 135M model, 16 x 200 tokens); recomputing them costs ~8% of the backward and halves peak memory.
-        **{**common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every),
-           "gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}},
+        **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every, checkpointing=True),
         per_device_train_batch_size=config.prompts_per_step * config.samples_per_prompt,
         gradient_accumulation_steps=1,
         learning_rate=config.lr,
@@ -381,11 +450,17 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
     trainer = _trainer_class()(
         model=loaded.model, args=args, train_dataset=dataset, processing_class=loaded.tokenizer, callbacks=callbacks,
         teachers=teachers, method=config.method, divergence=config.divergence,
-        samples_per_prompt=config.samples_per_prompt, keep_mix=config.keep_mix if keep else 0.0, autocast=loaded.autocast,
+        samples_per_prompt=config.samples_per_prompt, keep_mix=config.keep_mix if (keep or anchor) else 0.0, anchor=anchor,
+        autocast=loaded.autocast,
     )
-    say(f"recover: {config.steps} steps of {config.prompts_per_step} prompts x {config.samples_per_prompt} samples "
-        f"({round(config.prompts_per_step * config.keep_mix) if keep else 0} per step from the documents); "
-        f"teacher: {teacher_info['general']}")
+    if anchor:
+        keeping = f"{config.keep_examples_per_step} sft Q/A pairs per step with their supervised loss ({config.keep_mix:.0%} of the loss)"
+    elif keep:
+        keeping = f"{round(config.prompts_per_step * config.keep_mix)} prompts per step from the documents, taught by the sft snapshot"
+    else:
+        keeping = "nothing kept from the documents (--keep-mix 0)"
+    say(f"recover: {config.steps} steps of {config.prompts_per_step} prompts x {config.samples_per_prompt} samples; "
+        f"{keeping}; teacher: {teacher_info['general']}")
     train_started = time.perf_counter()
     train(trainer, run, config.resume)
     train_seconds = time.perf_counter() - train_started
@@ -414,17 +489,13 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
         "divergence": config.divergence,
         "teachers": teacher_info,
         "general_prompts": general_source,
-        "knowledge_prompts": len(keep),
-        "steps": trainer.state.global_step,
-        "train_seconds": round(train_seconds, 1),
-        "seconds_per_step": round(train_seconds / max(trainer.state.global_step, 1), 2),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "peak_rss_bytes": peak_rss_bytes(),
-        "peak_cuda_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
-        "reverse_kl_first": _mean([m["reverse_kl"] for m in steps[:3]]),
-        "reverse_kl_last": _mean([m["reverse_kl"] for m in steps[-3:]]),
-        "mean_length_first": _mean([m.get("completions/mean_length") for m in steps[:3]]),
-        "mean_length_last": _mean([m.get("completions/mean_length") for m in steps[-3:]]),
+        "knowledge_prompts": len(keep) or len(anchor_pairs),
+        "keep_with": (config.keep_with if config.keep_mix > 0 else None),
+        **cost_summary(trainer.state.global_step, train_seconds, started),
+        "reverse_kl_first": mean_or_none([m["reverse_kl"] for m in steps[:3]]),
+        "reverse_kl_last": mean_or_none([m["reverse_kl"] for m in steps[-3:]]),
+        "mean_length_first": mean_or_none([m.get("completions/mean_length") for m in steps[:3]]),
+        "mean_length_last": mean_or_none([m.get("completions/mean_length") for m in steps[-3:]]),
         "kl_curve": str(curve) if curve else None,
         "eval_base": base,
         "eval_before": before,
@@ -433,10 +504,6 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
     run.write_summary(summary)
     return summary
 
-
-def _mean(values: list) -> float | None:
-    values = [v for v in values if isinstance(v, (int, float))]
-    return round(sum(values) / len(values), 4) if values else None
 
 
 def _eval_row(scores: dict[str, dict[str, Any]]) -> dict[str, float]:

@@ -13,7 +13,7 @@ import contextlib
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -184,12 +184,10 @@ def run_sft(config: SFTConfig) -> dict[str, Any]:
     tokenizer = load_tokenizer(resolved.path)
     the_plan = plan(config, tokenizer)
     if config.dry_run:
-        return {"dry_run": True, "model": config.model, "config": _config_record(config), **the_plan.describe(seed=config.seed)}
+        from .training import config_record
+
+        return {"dry_run": True, "model": config.model, "config": config_record(config), **the_plan.describe(seed=config.seed)}
     return _train(config, the_plan)
-
-
-def _config_record(config: SFTConfig) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
 
 
 def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
@@ -202,7 +200,7 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
     from .model import LoadedModel, load_model, resolve_model, weights_hash
     from .replay import read_chat_data, replay_conversations
     from .runs import Run
-    from .training import RunLogger, common_trainer_kwargs, peak_rss_bytes, plot_curve, train
+    from .training import RunLogger, common_trainer_kwargs, config_record, peak_rss_bytes, plot_curve, train
 
     started = time.perf_counter()
     lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
@@ -213,7 +211,7 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
         root=config.runs_dir,
         force=config.force,
         resume=config.resume,
-        record={"base_model": loaded.record(), "config": _config_record(config), "parent": None},
+        record={"base_model": loaded.record(), "config": config_record(config), "parent": None},
     )
     say(f"run folder: {run.path}")
     tokenizer = loaded.tokenizer

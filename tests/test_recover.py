@@ -105,7 +105,7 @@ def test_step_prompts_put_the_keep_fraction_in_every_step_in_a_fixed_order():
     assert all(r["kind"] == "general" for r in step_prompts(general, [], 2, 4, 0.5, 0))
 
 
-@pytest.mark.parametrize(("field", "value"), [("keep_mix", 1.0), ("steps", 0), ("method", "dpo"), ("divergence", "jsd"), ("lr", -1.0)])
+@pytest.mark.parametrize(("field", "value"), [("keep_mix", 1.0), ("steps", 0), ("method", "dpo"), ("divergence", "jsd"), ("lr", -1.0), ("keep_with", "ewc")])
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(BadInputError):
         RecoverConfig(from_run=Path("runs/x"), **{field: value})
@@ -115,7 +115,7 @@ def test_recover_cli_writes_a_child_run_with_per_kind_kl(tiny_sft_run, tmp_path)
     # The tiny random model is near-uniform, so its KLs are ~0.01 and noisy: that the KL falls is shown
     # on the embedded model (test_recover_e2e.py) and on a categorical in test_losses.py.
     runs = tmp_path / "runs"
-    result = run_cli("recover", "--from", str(tiny_sft_run), "--steps", "3", "--max-new-tokens", "12",
+    result = run_cli("recover", "--from", str(tiny_sft_run), "--steps", "3", "--max-new-tokens", "12", "--keep-with", "distill",
                      "--runs-dir", str(runs), "--name", "rec", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -134,7 +134,7 @@ def test_recover_cli_writes_a_child_run_with_per_kind_kl(tiny_sft_run, tmp_path)
     assert chat.returncode == 0, chat.stderr
 
 
-@pytest.mark.parametrize("extra", [["--method", "sft-self"], ["--divergence", "full", "--keep-mix", "0"]])
+@pytest.mark.parametrize("extra", [["--method", "sft-self"], ["--divergence", "full"], ["--divergence", "full", "--keep-with", "distill"]])
 def test_baseline_and_full_divergence_run_through_the_same_code(tiny_sft_run, tmp_path, extra):
     result = run_cli("recover", "--from", str(tiny_sft_run), "--steps", "2", "--max-new-tokens", "8", "--prompts-per-step", "2",
                      "--samples-per-prompt", "2", "--runs-dir", str(tmp_path), "--name", "r", "--json", *extra)
@@ -185,3 +185,36 @@ def test_kind_shares_weight_each_kind_by_the_mix_whatever_its_token_count():
     only_general = kind_shares(torch.tensor([False, False]), 0.5)
     assert [(kind, share) for kind, share, _ in only_general] == [("general", 1.0)]
     assert [(kind, share) for kind, share, _ in kind_shares(both, 0.0)] == [("general", 1.0)]
+
+
+def test_the_supervised_anchor_trains_on_the_sft_answers_each_step(tiny_sft_run, tmp_path):
+    result = run_cli("recover", "--from", str(tiny_sft_run), "--keep-with", "sft", "--steps", "2", "--max-new-tokens", "8",
+                     "--prompts-per-step", "2", "--samples-per-prompt", "2", "--keep-examples-per-step", "4",
+                     "--runs-dir", str(tmp_path), "--name", "a", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["keep_with"] == "sft" and "keep" not in summary["teachers"]  # no snapshot adapter is loaded
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    nll = [r["keep/nll"] for r in rows if "keep/nll" in r]
+    assert len(nll) == 2 and all(0 < x < 20 for x in nll)
+    assert not any("reverse_kl/keep" in r for r in rows)  # every sampled row is a general prompt
+
+
+def test_anchor_batches_walk_the_whole_pool_in_a_fixed_order():
+    from rlsd_cli.recover import anchor_batches
+
+    pool = [{"id": i} for i in range(5)]
+    batches = anchor_batches(pool, per_step=2, steps=5, seed=3)
+    assert [len(b) for b in batches] == [2] * 5
+    first_pass = [e["id"] for b in batches for e in b][:5]
+    assert sorted(first_pass) == list(range(5))
+    assert batches == anchor_batches(pool, per_step=2, steps=5, seed=3)
+
+
+def test_keep_with_sft_needs_answers_and_says_so(tiny_sft_run, tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"prompt": "What is the cafeteria called?"}) + "\n")
+    result = run_cli("recover", "--from", str(tiny_sft_run), "--keep-with", "sft", "--keep-prompts", str(questions),
+                     "--steps", "1", "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert "q.jsonl:1" in result.stderr and "'answer'" in result.stderr and "--keep-with distill" in result.stderr
