@@ -134,7 +134,7 @@ def test_recover_cli_writes_a_child_run_with_per_kind_kl(tiny_sft_run, tmp_path)
     assert chat.returncode == 0, chat.stderr
 
 
-@pytest.mark.parametrize("extra", [["--method", "sft-self"], ["--divergence", "full"], ["--divergence", "full", "--keep-with", "distill"]])
+@pytest.mark.parametrize("extra", [["--method", "sft-self"], ["--divergence", "full", "--keep-with", "sft"]])
 def test_baseline_and_full_divergence_run_through_the_same_code(tiny_sft_run, tmp_path, extra):
     result = run_cli("recover", "--from", str(tiny_sft_run), "--steps", "2", "--max-new-tokens", "8", "--prompts-per-step", "2",
                      "--samples-per-prompt", "2", "--runs-dir", str(tmp_path), "--name", "r", "--json", *extra)
