@@ -370,7 +370,7 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
         run_view = LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, resolved=resolve_model(str(run.path)),
                                precision=loaded.precision)
         after = run_eval(eval_config, loaded=run_view)["metrics"]
-        if config.eval_every and trainer.state.global_step % config.eval_every:
+        if config.eval_every:
             run.log_metrics(trainer.state.global_step, **{f"eval/math/{k}": v for k, v in after.items()})
 
     metrics = run.metrics()

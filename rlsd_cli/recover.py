@@ -474,7 +474,7 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
         eval_config.model = str(run.path)
         after[suite] = run_eval(eval_config, loaded=run_view)["metrics"]
 
-    if config.eval_every and after and trainer.state.global_step % config.eval_every:
+    if config.eval_every and after:
         run.log_metrics(trainer.state.global_step, **_eval_row(after))
 
     metrics = run.metrics()

@@ -89,8 +89,8 @@ class PeriodicEval(TrainerCallback):
         self.every, self.eval_configs, self.loaded, self.run = every, eval_configs, loaded, run
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.every:
-            return
+        if state.global_step % self.every or state.global_step == state.max_steps:
+            return  # the final step is scored by the verb's after-training evaluation
         from .evaluate import score_in_memory
 
         row = {}
