@@ -28,9 +28,7 @@ def tune_malloc() -> bool:
         return False
     if os.environ.get("RLSD_MALLOC_TUNE", "1") == "0":
         return False
-    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
-    if os.environ.get("RLSD_MALLOC_ARENAS"):
-        libc.mallopt(m_arena_max, int(os.environ["RLSD_MALLOC_ARENAS"]))
+    m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, (1 << 31) - 1))
 
 

@@ -158,7 +158,7 @@ def _trainer_class():
     import torch
     from trl import GRPOTrainer
 
-    from .generation import fast_cpu_sampling
+    from .chat_format import left_padding
     from .losses import (
         clipped_policy_loss,
         group_advantages,
@@ -169,9 +169,9 @@ def _trainer_class():
         rlsd_token_weights,
         sampled_reverse_kl,
     )
-    from .teachers import completion_logps, copy_adapter_weights, eval_mode
+    from .teachers import EvalModeRollouts, completion_logps, copy_adapter_weights
 
-    class SelfDistilledGRPOTrainer(GRPOTrainer):
+    class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         """GRPOTrainer whose per-token advantages are reweighted by the model shown the reference (RLSD);
         `algo="grpo"` skips the teacher (lam = 0), `algo="opsd"` trains on the reverse KL to the teacher alone."""
 
@@ -185,9 +185,6 @@ def _trainer_class():
             self._rewards = None
             super().__init__(*args, **kwargs)
 
-        def _generate_single_turn(self, *args, **kwargs):
-            with eval_mode(self.model), self.autocast(), fast_cpu_sampling():
-                return super()._generate_single_turn(*args, **kwargs)
 
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
             self._rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -212,10 +209,9 @@ def _trainer_class():
                 if self._synced_at is None or step - self._synced_at >= self.sync_steps:
                     copy_adapter_weights(self.model, "default", self.informed_teacher.adapter_name)
                     self._synced_at = step
-            tokenizer = self.processing_class
-            tokenizer.padding_side = "left"
-            encoded = tokenizer.apply_chat_template([x["teacher_prompt"] for x in inputs], add_generation_prompt=True,
-                                                    tokenize=True, padding=True, return_dict=True, return_tensors="pt")
+            with left_padding(self.processing_class) as tokenizer:
+                encoded = tokenizer.apply_chat_template([x["teacher_prompt"] for x in inputs], add_generation_prompt=True,
+                                                        tokenize=True, padding=True, return_dict=True, return_tensors="pt")
             completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
             input_ids = torch.cat([encoded["input_ids"].to(completion_ids.device), completion_ids], dim=1)
             attention_mask = torch.cat([encoded["attention_mask"].to(completion_ids.device), completion_mask], dim=1)
@@ -312,8 +308,8 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
     if test_file is not None:
         eval_config = EvalConfig(suite="math", model=config.model, data=test_file, limit=config.eval_limit,
                                  max_new_tokens=config.eval_max_new_tokens or config.max_new_tokens, quant=config.quant)
-        with loaded.model.disable_adapter():
-            before = run_eval(eval_config, loaded=loaded)["metrics"]
+        # Scored as loaded: a fresh adapter (lora_B = 0) is exactly the base; a run's adapter is that run.
+        before = run_eval(eval_config, loaded=loaded)["metrics"]
         if config.eval_every:
             run.log_metrics(0, **{f"eval/math/{k}": v for k, v in before.items()})
 

@@ -199,11 +199,10 @@ def _trainer_class():
     from trl.trainer.distillation_trainer import _chunked_divergence_loss
     from trl.trainer.utils import RepeatSampler
 
-    from .generation import fast_cpu_sampling
     from .losses import masked_mean, on_policy_distillation_loss, sampled_reverse_kl, self_sft_loss
-    from .teachers import causal_lm, completion_hidden_states, completion_logps, eval_mode
+    from .teachers import EvalModeRollouts, causal_lm, completion_hidden_states, completion_logps
 
-    class OnPolicyDistillationTrainer(DistillationTrainer):
+    class OnPolicyDistillationTrainer(EvalModeRollouts, DistillationTrainer):
         """TRL's DistillationTrainer with several samples per prompt, one teacher per prompt kind, the
         sampled-token reverse-KL policy gradient (or TRL's full-vocabulary divergence) and a self-SFT baseline.
         """
@@ -230,11 +229,6 @@ def _trainer_class():
                 seed=self.args.seed,
             )
 
-        def _generate_single_turn(self, *args, **kwargs):
-            # Rollouts in eval mode under the training autocast (bf16 generation measured 2x fp32 here), with
-            # the fast CPU sampler.
-            with eval_mode(self.model), self.autocast(), fast_cpu_sampling():
-                return super()._generate_single_turn(*args, **kwargs)
 
         def _generate_and_score_completions(self, inputs):
             output = super()._generate_and_score_completions(inputs)

@@ -98,6 +98,18 @@ def completion_logps(
     return torch.cat(logps), (torch.cat(entropies) if with_entropy else None)
 
 
+class EvalModeRollouts:
+    """Mixin for TRL's on-policy trainers: rollouts in eval mode (no dropout: the policy that samples is the
+    policy that is scored; and no bitsandbytes training-mode path) under the training autocast, with the fast
+    CPU sampler. The trainer provides `self.autocast`."""
+
+    def _generate_single_turn(self, *args, **kwargs):
+        from .generation import fast_cpu_sampling
+
+        with eval_mode(self.model), self.autocast(), fast_cpu_sampling():
+            return super()._generate_single_turn(*args, **kwargs)
+
+
 class AdapterOffTeacher:
     """The student's weights with the LoRA adapter switched off: the original checkpoint."""
 

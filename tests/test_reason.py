@@ -129,8 +129,7 @@ def test_every_algorithm_trains_through_the_cli_and_logs_its_metrics(algo, math_
         assert all(r.get("lambda", 0.0) == 0.0 for r in rows)
     adapter = runs / algo / "adapter"
     assert (adapter / "adapter_config.json").is_file()
-    saved = json.loads((adapter / "adapter_config.json").read_text())
-    assert "informed_teacher" not in json.dumps(saved)
+    assert not (adapter / "informed_teacher").exists()  # PEFT saves every extra adapter in a subfolder
 
 
 def test_missing_training_file_names_the_fix(tmp_path, tiny_model_dir):
