@@ -424,6 +424,7 @@ def reason(
     num_generations: int = typer.Option(_RSN["num_generations"], "--num-generations", help="Completions per problem (the group G)."),
     prompts_per_step: int = typer.Option(_RSN["prompts_per_step"], "--prompts-per-step", help="Problems per optimizer step."),
     max_new_tokens: int = typer.Option(_RSN["max_new_tokens"], "--max-new-tokens"),
+    temperature: float = typer.Option(_RSN["temperature"], "--temperature", help="Rollout sampling temperature (no top-k/top-p); the teacher scores at the same one."),
     steps: int = typer.Option(_RSN["steps"], "--steps", help="Optimizer steps."),
     lr: float = typer.Option(_RSN["lr"], "--lr", help="Learning rate (LoRA)."),
     lam: float = typer.Option(_RSN["lam"], "--lambda", help="RLSD mixing weight at step 0."),
@@ -448,7 +449,7 @@ def reason(
     config = ReasonConfig(
         data=data, model=model, verifier=verifier, algo=algo, privileged=privileged, teacher=teacher,
         teacher_sync_steps=teacher_sync_steps, num_generations=num_generations, prompts_per_step=prompts_per_step,
-        max_new_tokens=max_new_tokens, steps=steps, lr=lr, lam=lam, lambda_decay_steps=lambda_decay_steps, eps_w=eps_w,
+        max_new_tokens=max_new_tokens, temperature=temperature, steps=steps, lr=lr, lam=lam, lambda_decay_steps=lambda_decay_steps, eps_w=eps_w,
         lora_r=lora_r, lora_alpha=2 * lora_r, quant=quant, seed=seed, name=name, runs_dir=runs_dir, resume=resume,
         force=force, save_every=save_every, test_data=test_data, eval_limit=eval_limit, eval_every=eval_every,
     )

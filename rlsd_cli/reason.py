@@ -37,6 +37,16 @@ PRIVILEGED_TEMPLATE = (
     "Solve it step by step, then give the final answer on the last line as 'Answer: <number>'."
 )
 # A completion that talks about a reference it was never shown has learned the teacher's prompt (OPSD's failure).
+# The panels of training.png: what a reader checks first (is reward rising, are the token weights doing anything,
+# is the policy collapsing, is the answer leaking).
+TRAINING_PANELS = {
+    "reward and accuracy": ["reward", "accuracy", "eval/math/accuracy"],
+    "RLSD token weights w_t": ["w/mean", "w/p10", "w/p90", "w/clipped"],
+    "PPO clip fraction": ["clip_fraction"],
+    "entropy": ["entropy_mean"],
+    "response length": ["completions/mean_length"],
+    "leakage (completions citing a reference)": ["leakage"],
+}
 LEAKAGE = re.compile(r"reference (?:solution|answer)|the (?:given|provided) (?:solution|answer)", re.IGNORECASE)
 
 
@@ -52,6 +62,7 @@ class ReasonConfig:
     num_generations: int = 8
     prompts_per_step: int = 2
     max_new_tokens: int = 128
+    temperature: float = 1.0  # rollouts (the paper: 1.0); the teacher scores at the same temperature
     steps: int = 40
     lr: float = 2e-4
     lam: float = 0.5
@@ -91,6 +102,8 @@ class ReasonConfig:
             raise BadInputError("--num-generations must be at least 2: the advantage compares completions of one prompt")
         if self.lr <= 0:
             raise BadInputError(f"--lr must be positive, got {self.lr}")
+        if self.temperature <= 0:
+            raise BadInputError(f"--temperature must be positive (rollouts are sampled), got {self.temperature}")
         if not 0.0 <= self.lam <= 1.0:
             raise BadInputError(f"--lambda must be in [0, 1], got {self.lam}")
         if not 0.0 <= self.eps_w < 1.0:
@@ -216,7 +229,8 @@ def _trainer_class():
             input_ids = torch.cat([encoded["input_ids"].to(completion_ids.device), completion_ids], dim=1)
             attention_mask = torch.cat([encoded["attention_mask"].to(completion_ids.device), completion_mask], dim=1)
             with self.informed_teacher.scoring() as model:
-                logps, _ = completion_logps(model, input_ids, attention_mask, completion_ids.size(1), self.autocast())
+                logps, _ = completion_logps(model, input_ids, attention_mask, completion_ids.size(1), self.autocast(),
+                                            temperature=self.temperature)
             return logps
 
         def _compute_loss(self, model, inputs):
@@ -275,7 +289,7 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
         config_record,
         cost_summary,
         mean_or_none,
-        plot_curves,
+        plot_panels,
         train,
     )
     from .verifiers import build_verifier
@@ -328,7 +342,7 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
         lr_scheduler_type="constant",
         weight_decay=0.0,
         max_completion_length=config.max_new_tokens,
-        temperature=1.0,
+        temperature=config.temperature,
         top_k=0,
         top_p=1.0,
         beta=0.0,
@@ -371,7 +385,7 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
 
     metrics = run.metrics()
     steps = [m for m in metrics if "reward" in m]
-    curve = plot_curves(metrics, ["reward", "eval/math/accuracy"], run.path / "reward.png", f"reason {run.name} ({config.algo})")
+    curve = plot_panels(metrics, TRAINING_PANELS, run.path / "training.png", f"reason {run.name} ({config.algo})")
     summary = {
         "verb": "reason",
         "run": str(run.path),

@@ -68,6 +68,7 @@ def completion_logps(
     autocast=None,
     with_entropy: bool = False,
     chunk_rows: int = 4,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(y_t | prefix) of the last `completion_length` tokens of each row, (B, T), and optionally the
     per-token entropy (no grad).
@@ -75,6 +76,7 @@ def completion_logps(
     The backbone runs under the given autocast (bf16 on a CPU with fast bf16); the LM head and softmax run in
     fp32: a bf16 logit near 20 is rounded to 0.125, a large error next to per-token KLs of ~0.1. Only the
     completion positions are projected, a few rows at a time, so the full (B, L, V) logits never exist.
+    `temperature` scores the distribution the tokens were sampled from (TRL divides the student's logits the same way).
     """
     lm = causal_lm(model)
     hidden = completion_hidden_states(model, input_ids, attention_mask, completion_length, autocast)
@@ -88,6 +90,8 @@ def completion_logps(
         logits = F.linear(hidden[start : start + chunk_rows].float(), weight, bias)
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
+        if temperature != 1.0:
+            logits = logits / temperature
         log_norm = torch.logsumexp(logits, dim=-1)
         picked = logits.gather(-1, targets[start : start + chunk_rows].unsqueeze(-1)).squeeze(-1)
         logps.append(picked - log_norm)

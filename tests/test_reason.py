@@ -68,7 +68,7 @@ def test_leakage_counter_catches_talk_of_a_reference():
     assert not LEAKAGE.search("First, 3 + 2 = 5. Answer: 5")
 
 
-@pytest.mark.parametrize("field,value", [("algo", "ppo"), ("num_generations", 1), ("lam", 1.5), ("privileged", "hint"),
+@pytest.mark.parametrize("field,value", [("algo", "ppo"), ("num_generations", 1), ("lam", 1.5), ("privileged", "hint"), ("temperature", 0.0),
                                          ("teacher", "ema")])
 def test_config_rejects_bad_values(field, value, tmp_path):
     with pytest.raises(BadInputError):
@@ -130,6 +130,7 @@ def test_every_algorithm_trains_through_the_cli_and_logs_its_metrics(algo, math_
     adapter = runs / algo / "adapter"
     assert (adapter / "adapter_config.json").is_file()
     assert not (adapter / "informed_teacher").exists()  # PEFT saves every extra adapter in a subfolder
+    assert summary["curve"] == str(runs / algo / "training.png") and (runs / algo / "training.png").stat().st_size > 0
 
 
 def test_missing_training_file_names_the_fix(tmp_path, tiny_model_dir):
