@@ -18,6 +18,7 @@ from . import __version__, console  # noqa: E402
 from .errors import EXIT_INTERRUPTED, RlsdError  # noqa: E402
 from .model import DEFAULT_MODEL, QUANT_CHOICES  # noqa: E402
 from .reason import ReasonConfig  # noqa: E402
+from .recipes import apply_recipe, config_kwargs, require  # noqa: E402
 from .recover import RecoverConfig  # noqa: E402
 from .sft import SFTConfig  # noqa: E402
 
@@ -58,6 +59,7 @@ app.add_typer(runs_app, name="runs")
 JSON_HELP = "Print one JSON object instead of tables."
 ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: smollm2-135m, a folder, a .gguf, runs/NAME or a hub id.")
 QuantOpt = typer.Option("auto", "--quant", help=f"Weights precision: {'|'.join(QUANT_CHOICES)}.")
+RecipeOpt = typer.Option(None, "--recipe", help="YAML file (or a shipped recipe's name) whose keys are this command's flags; flags given here win.")
 RunsDirOpt = typer.Option(None, "--runs-dir", help="Where run folders live (default: ./runs, or $RLSD_RUNS).")
 
 
@@ -255,7 +257,8 @@ _SFT = {name: f.default for name, f in SFTConfig.__dataclass_fields__.items()}  
 
 @app.command()
 def sft(
-    docs: Path = typer.Argument(..., help="Folder of documents (md, txt, rst, html, pdf, docx, jsonl/json)."),
+    ctx: typer.Context,
+    docs: Path | None = typer.Argument(None, help="Folder of documents (md, txt, rst, html, pdf, docx, jsonl/json)."),
     model: str = ModelOpt,
     quant: str = QuantOpt,
     lora_r: int = typer.Option(_SFT['lora_r'], "--lora-r", help="LoRA rank."),
@@ -285,20 +288,15 @@ def sft(
     eval_data: Path | None = typer.Option(None, "--eval-data", help="Data for the --eval suite."),
     eval_limit: int | None = typer.Option(None, "--eval-limit", help="Seeded sample of N items for the --eval suite."),
     eval_max_new_tokens: int | None = typer.Option(None, "--eval-max-new-tokens", help="Most tokens per --eval response."),
+    recipe: str | None = RecipeOpt,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Domain training on a folder of documents, mixed with general chat so the model keeps chatting."""
     from .sft import run_sft
 
-    config = SFTConfig(
-        docs=docs, model=model, quant=quant, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-        lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
-        max_length=max_length, chunk_overlap=chunk_overlap, mix=mix, chat_data=chat_data, augment=augment,
-        augment_model=augment_model, seed=seed, name=name, runs_dir=runs_dir, resume=resume, force=force,
-        save_every=save_every, strict=strict, dry_run=dry_run, eval_qa=eval_qa, eval=eval_suite,
-        eval_data=eval_data, eval_limit=eval_limit, eval_max_new_tokens=eval_max_new_tokens,
-    )
-    result = run_sft(config)
+    values = apply_recipe(ctx, recipe, locals())
+    require(values, "docs", "DOCS (the documents folder)")
+    result = run_sft(SFTConfig(**config_kwargs(SFTConfig, values, eval=values["eval_suite"])))
     if _json(json_out):
         console.print_json(result)
         return
@@ -344,7 +342,8 @@ _REC = {name: f.default for name, f in RecoverConfig.__dataclass_fields__.items(
 
 @app.command()
 def recover(
-    from_run: Path = typer.Option(..., "--from", help="The run to repair (runs/<name>, made by `rlsd sft`)."),
+    ctx: typer.Context,
+    from_run: Path | None = typer.Option(None, "--from", help="The run to repair (runs/<name>, made by `rlsd sft`)."),
     teacher: str = typer.Option(_REC["teacher"], "--teacher", help="'base' (the same weights, adapter off) or a model spec / run with the same tokenizer."),
     teacher_precision: str = typer.Option(_REC["teacher_precision"], "--teacher-precision", help="same | full (a separate full-precision base copy for a 4-bit student)."),
     method: str = typer.Option(_REC["method"], "--method", help="distill | sft-self (supervised on own samples: the baseline)."),
@@ -372,21 +371,15 @@ def recover(
     eval_limit: int | None = typer.Option(None, "--eval-limit", help="Seeded sample of N items for the --eval suite."),
     eval_max_new_tokens: int | None = typer.Option(None, "--eval-max-new-tokens", help="Most tokens per --eval response."),
     eval_every: int = typer.Option(_REC["eval_every"], "--eval-every", help="Also score every N steps into metrics.jsonl (0: off)."),
+    recipe: str | None = RecipeOpt,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Repair forgetting: on-policy distillation of a tuned run from its own base (adapter off), keeping what it learned."""
     from .recover import run_recover
 
-    config = RecoverConfig(
-        from_run=from_run, teacher=teacher, teacher_precision=teacher_precision, method=method, divergence=divergence,
-        prompts=prompts, keep_mix=keep_mix, keep_with=keep_with, keep_prompts=keep_prompts,
-        keep_examples_per_step=keep_examples_per_step, samples_per_prompt=samples_per_prompt,
-        prompts_per_step=prompts_per_step, max_new_tokens=max_new_tokens, steps=steps, lr=lr, quant=quant, seed=seed,
-        name=name, runs_dir=runs_dir, resume=resume, force=force, save_every=save_every, eval_qa=eval_qa,
-        eval=eval_suite, eval_data=eval_data, eval_limit=eval_limit, eval_max_new_tokens=eval_max_new_tokens,
-        eval_every=eval_every,
-    )
-    result = run_recover(config)
+    values = apply_recipe(ctx, recipe, locals())
+    require(values, "from_run", "--from")
+    result = run_recover(RecoverConfig(**config_kwargs(RecoverConfig, values, eval=values["eval_suite"])))
     if _json(json_out):
         console.print_json(result)
         return
@@ -414,7 +407,8 @@ _RSN = {name: f.default for name, f in ReasonConfig.__dataclass_fields__.items()
 
 @app.command()
 def reason(
-    data: Path = typer.Option(..., "--data", help="A folder with train.jsonl (and test.jsonl), or a JSONL of problems: prompt|question, answer, optional solution."),
+    ctx: typer.Context,
+    data: Path | None = typer.Option(None, "--data", help="A folder with train.jsonl (and test.jsonl), or a JSONL of problems: prompt|question, answer, optional solution."),
     model: str = ModelOpt,
     verifier: list[str] = typer.Option(["math"], "--verifier", help="math | exact | regex:PATTERN | python:module:function; repeat to combine, weight as 0.5*math."),
     algo: str = typer.Option(_RSN["algo"], "--algo", help="rlsd | grpo | opsd (one code path)."),
@@ -441,19 +435,15 @@ def reason(
     test_data: Path | None = typer.Option(None, "--test-data", help="Held-out problems (default: test.jsonl beside --data)."),
     eval_limit: int | None = typer.Option(_RSN["eval_limit"], "--eval-limit", help="Seeded sample of N held-out problems."),
     eval_every: int = typer.Option(_RSN["eval_every"], "--eval-every", help="Also score the held-out split every N steps (0: off)."),
+    recipe: str | None = RecipeOpt,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """RL with verifiable rewards: RLSD (GRPO with per-token credit from the model shown the answer), GRPO or OPSD."""
     from .reason import run_reason
 
-    config = ReasonConfig(
-        data=data, model=model, verifier=verifier, algo=algo, privileged=privileged, teacher=teacher,
-        teacher_sync_steps=teacher_sync_steps, num_generations=num_generations, prompts_per_step=prompts_per_step,
-        max_new_tokens=max_new_tokens, temperature=temperature, steps=steps, lr=lr, lam=lam, lambda_decay_steps=lambda_decay_steps, eps_w=eps_w,
-        lora_r=lora_r, lora_alpha=2 * lora_r, quant=quant, seed=seed, name=name, runs_dir=runs_dir, resume=resume,
-        force=force, save_every=save_every, test_data=test_data, eval_limit=eval_limit, eval_every=eval_every,
-    )
-    result = run_reason(config)
+    values = apply_recipe(ctx, recipe, locals())
+    require(values, "data", "--data")
+    result = run_reason(ReasonConfig(**config_kwargs(ReasonConfig, values, lora_alpha=2 * values["lora_r"])))
     if _json(json_out):
         console.print_json(result)
         return
@@ -477,23 +467,60 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("math")
 def data_math(
+    ctx: typer.Context,
     n: int = typer.Option(1000, "--n", help="How many problems in all (train + test)."),
     seed: int = typer.Option(0, "--seed", help="The same seed gives the same files."),
-    out: Path = typer.Option(..., "--out", help="Folder for train.jsonl and test.jsonl."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for train.jsonl and test.jsonl."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of the problems held out as test.jsonl."),
     max_steps: int = typer.Option(3, "--max-steps", help="Hardest problems chain this many operations (1-6)."),
     force: bool = typer.Option(False, "--force", help="Replace train.jsonl / test.jsonl if they exist."),
+    recipe: str | None = RecipeOpt,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Multi-step arithmetic word problems in graded difficulty, with answers and worked solutions (for `rlsd reason`)."""
     from .mathgen import write_math_data
 
-    result = write_math_data(out, n=n, seed=seed, test_fraction=test_fraction, max_steps=max_steps, force=force)
+    values = apply_recipe(ctx, recipe, locals())
+    require(values, "out", "--out")
+    n, seed, max_steps = values["n"], values["seed"], values["max_steps"]
+    result = write_math_data(values["out"], n=n, seed=seed, test_fraction=values["test_fraction"], max_steps=max_steps,
+                             force=values["force"])
     if _json(json_out):
         console.print_json(result)
         return
     console.stdout.print(f"wrote {result['train']} train and {result['test']} test problems to {result['out']} "
                          f"(difficulty 1-{max_steps} operations, seed {seed})")
+
+
+# ---------------------------------------------------------------- recipes
+
+recipes_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Shipped recipes: YAML files of flags for each verb (--recipe NAME).")
+app.add_typer(recipes_app, name="recipes")
+
+
+@recipes_app.command("list")
+def recipes_list(json_out: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """The shipped recipes and what each is for."""
+    from .recipes import list_recipes
+
+    rows = list_recipes()
+    if _json(json_out):
+        console.print_json({"recipes": rows})
+        return
+    table = Table(title="recipes (use as --recipe NAME)")
+    table.add_column("name")
+    table.add_column("what for")
+    for row in rows:
+        table.add_row(row["name"], row["description"])
+    console.stdout.print(table)
+
+
+@recipes_app.command("show")
+def recipes_show(name: str = typer.Argument(..., help="A recipe name (rlsd recipes list) or a YAML file.")):
+    """Print a recipe."""
+    from .recipes import recipe_path
+
+    console.stdout.print(recipe_path(name).read_text(encoding="utf-8"), highlight=False, markup=False, end="")
 
 
 # ---------------------------------------------------------------- eval
@@ -530,6 +557,7 @@ def _make_eval_command(suite_name: str):
     suite = SUITES[suite_name]
 
     def command(
+        ctx: typer.Context,
         model: str = ModelOpt,
         data: Path | None = typer.Option(None, "--data", help=f"JSONL data file{f' (e.g. {suite.example_data})' if suite.example_data else ''}; default: the hub dataset, if any."),
         responses: Path | None = typer.Option(None, "--responses", help=f"Score these responses (JSONL with '{suite.key_field}' and 'response') instead of generating."),
@@ -543,15 +571,13 @@ def _make_eval_command(suite_name: str):
         min_score: float | None = typer.Option(None, "--min-score", help="Exit 3 when the metric is below this."),
         metric: str | None = typer.Option(None, "--metric", help=f"Metric for --min-score (default {suite.primary_metric})."),
         out: Path | None = typer.Option(None, "--out", help="Also write the report (JSON) here."),
+        recipe: str | None = RecipeOpt,
         json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     ):
         from .evaluate import EvalConfig, enforce_threshold, run_eval, threshold_verdict
 
-        config = EvalConfig(
-            suite=suite_name, model=model, data=data, responses=responses, limit=limit, seed=seed,
-            max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature, quant=quant,
-            use_cache=not no_cache, min_score=min_score, metric=metric, out=out,
-        )
+        values = apply_recipe(ctx, recipe, locals())
+        config = EvalConfig(**config_kwargs(EvalConfig, values, suite=suite_name, use_cache=not values["no_cache"]))
         report = run_eval(config)
         verdict = threshold_verdict(report, config.min_score, config.metric)
         if verdict is not None:

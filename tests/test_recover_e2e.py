@@ -40,9 +40,7 @@ def test_sft_costs_instruction_following_and_recover_brings_it_back_keeping_the_
     assert scores["sft"][0] < scores["base"][0], scores  # sft forgot some instruction following
     assert scores["sft"][1] > scores["base"][1], scores  # and learned the documents
     assert scores["recover"][0] > scores["sft"][0], scores  # recover brings instruction following back
-    # and keeps the documents. Issue 5 asks for "at least as high"; measured here the 12-step run keeps 16 of
-    # 17 answered questions (one question is within run-to-run noise on 24), so one question of slack.
-    assert scores["recover"][1] >= scores["sft"][1] - 1 / 24 - 1e-9, scores
+    assert scores["recover"][1] >= scores["sft"][1], scores  # and keeps the documents
 
 
 def test_the_reverse_kl_to_the_base_falls(recover_run):
