@@ -36,7 +36,7 @@ lint: setup
 	$(BIN)/ruff check rlsd_cli tests
 
 demo: setup
-	$(BIN)/rlsd chat -p "What is the capital of France? Answer in one word."
+	examples/continual_learning.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache
