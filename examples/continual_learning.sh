@@ -9,14 +9,7 @@
 #   RLSD=rlsd RUNS=runs IFEVAL=path/to/input_data.jsonl examples/continual_learning.sh
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(dirname "$HERE")"
-RLSD="${RLSD:-$ROOT/.venv/bin/rlsd}"
-command -v "$RLSD" >/dev/null 2>&1 || RLSD=rlsd
-PYTHON="${PYTHON:-$(dirname "$(command -v "$RLSD")")/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
-RUNS="${RUNS:-$ROOT/runs}"
-ID="${DEMO_ID:-$(date +%Y%m%d-%H%M%S)}"
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 SFT="demo-$ID-sft"
 RECOVER="demo-$ID-recover"
 QA="$HERE/company_qa.jsonl"
@@ -26,8 +19,6 @@ EVAL=(--eval ifeval --eval-limit "${IFEVAL_LIMIT:-60}" --eval-max-new-tokens 128
 [ -f "$IFEVAL" ] && EVAL+=(--eval-data "$IFEVAL")
 
 step() { printf '\n== %s\n' "$*" >&2; }
-
-mkdir -p "$RUNS"
 
 step "building the PDF and DOCX of the example corpus"
 "$PYTHON" "$HERE/build_docs.py" >&2
@@ -43,7 +34,7 @@ step "recover --teacher base (the same weights with the adapter switched off)"
 mv "$RUNS/.$RECOVER.json" "$RUNS/$RECOVER/cli-summary.json"
 
 step "comparison"
-"$RLSD" eval compare smollm2-135m "$RUNS/$SFT" "$RUNS/$RECOVER" --plot "$RUNS/$RECOVER/compare.png" >&2 || true
+"$RLSD" eval compare smollm2-135m "$RUNS/$SFT" "$RUNS/$RECOVER" --plot "$RUNS/$RECOVER/compare.png" >&2
 
 # The gate: the recover run's summary holds base (adapter off), before (= the sft run) and after scores.
 "$PYTHON" - "$RUNS/$RECOVER/cli-summary.json" <<'EOF'

@@ -8,18 +8,9 @@
 #   RLSD=rlsd RUNS=runs STEPS=30 PARALLEL=1 examples/reasoning.sh   # PARALLEL=1: both runs at once, one thread each
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(dirname "$HERE")"
-RLSD="${RLSD:-$ROOT/.venv/bin/rlsd}"
-command -v "$RLSD" >/dev/null 2>&1 || RLSD=rlsd
-PYTHON="${PYTHON:-$(dirname "$(command -v "$RLSD")")/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
-RUNS="${RUNS:-$ROOT/runs}"
-ID="${DEMO_ID:-$(date +%Y%m%d-%H%M%S)}"
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 DATA="${DATA:-$RUNS/arith-data}"
 STEPS="${STEPS:-30}"
-mkdir -p "$RUNS"
-
 [ -f "$DATA/train.jsonl" ] || "$RLSD" data math --n 1500 --test-fraction 0.1 --seed 0 --out "$DATA" >&2
 
 run() {  # run ALGO: one reason run with the shipped CPU recipe

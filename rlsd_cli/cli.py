@@ -295,7 +295,7 @@ def sft(
     from .sft import run_sft
 
     values = apply_recipe(ctx, recipe, locals())
-    require(values, "docs", "DOCS (the documents folder)")
+    require(values, "docs", "DOCS")
     result = run_sft(SFTConfig(**config_kwargs(SFTConfig, values, eval=values["eval_suite"])))
     if _json(json_out):
         console.print_json(result)

@@ -106,7 +106,8 @@ def _convert(param, ctx, value: Any) -> Any:
 def require(values: dict[str, Any], name: str, flag: str) -> None:
     """Options a recipe may supply are optional to click; here they must have a value from one or the other."""
     if values.get(name) is None:
-        raise BadInputError(f"{flag} is required: pass it on the command line or set '{flag.lstrip('-')}:' in the --recipe")
+        key = flag[2:] if flag.startswith("--") else name
+        raise BadInputError(f"{flag} is required: pass it on the command line or set '{key}:' in the --recipe")
 
 
 def list_recipes() -> list[dict[str, str]]:

@@ -57,7 +57,9 @@ def test_a_required_option_can_come_from_the_recipe_and_is_still_required(tmp_pa
     assert run_cli("data", "math", "--recipe", str(recipe)).returncode == 0
     assert len((out / "train.jsonl").read_text().splitlines()) == 16
     result = run_cli("data", "math", "--n", "20")
-    assert result.returncode == 2 and "--out is required" in result.stderr
+    assert result.returncode == 2 and "--out is required" in result.stderr and "'out:'" in result.stderr
+    result = run_cli("sft")
+    assert result.returncode == 2 and "DOCS is required" in result.stderr and "'docs:'" in result.stderr
 
 
 def test_unknown_recipe_name_lists_the_shipped_ones():
