@@ -20,7 +20,10 @@ run() {  # run ALGO: one reason run with the shipped CPU recipe
 if [ "${PARALLEL:-0}" = 1 ]; then
   OMP_NUM_THREADS=1 run grpo & grpo=$!
   OMP_NUM_THREADS=1 run rlsd & rlsd=$!
+  # One failed run stops the other (and Ctrl-C stops both): nothing keeps training unwatched.
+  trap 'kill $grpo $rlsd 2>/dev/null || true' EXIT
   wait $grpo && wait $rlsd
+  trap - EXIT
 else
   run grpo
   run rlsd

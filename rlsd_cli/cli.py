@@ -35,6 +35,13 @@ class _Group(TyperGroup):
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", EXIT_INTERRUPTED)
+        except OSError as exc:
+            # An unwritable folder, a full disk, a path that is a file: the user's to fix, so one line, not a
+            # traceback (RLSD_DEBUG=1 shows it).
+            if os.environ.get("RLSD_DEBUG"):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}; check the path, its permissions and the free disk space", 2)
 
 
 def _fail(message: str, code: int):

@@ -48,6 +48,12 @@ class EvalConfig:
     def __post_init__(self):
         if self.limit is not None and self.limit <= 0:
             raise BadInputError(f"--limit must be a positive integer, got {self.limit}")
+        if self.max_new_tokens is not None and self.max_new_tokens <= 0:
+            raise BadInputError(f"--max-new-tokens must be a positive integer, got {self.max_new_tokens}")
+        if self.batch_size <= 0:
+            raise BadInputError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        if self.temperature < 0:
+            raise BadInputError(f"--temperature must be 0 (greedy) or positive, got {self.temperature}")
         if self.data is not None:
             self.data = Path(self.data)
         if self.responses is not None:

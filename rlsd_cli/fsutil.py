@@ -56,10 +56,23 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 def append_jsonl(path: str | Path, obj: Any) -> None:
     """Append one line; a single write of a complete line, so a crash leaves at most a torn last line."""
     line = json.dumps(obj, default=str) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line)
+    with open(path, "a+b") as f:
+        # After a crash mid-write the file ends in a torn line: start afresh on the next line, or the new row
+        # would be glued to the fragment and lost with it.
+        if os.fstat(f.fileno()).st_size > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = "\n" + line
+        f.write(line.encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
+
+
+def sibling_tempdir(final: Path) -> Path:
+    """A new hidden folder beside `final` (same file system, so a rename moves it in), with normal permissions."""
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
 
 
 @contextlib.contextmanager
@@ -71,8 +84,7 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
-    os.chmod(tmp, 0o777 & ~_umask())
+    tmp = sibling_tempdir(final)
     try:
         yield tmp
         os.rename(tmp, final)
@@ -82,8 +94,17 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
     _fsync_dir(final.parent)
 
 
+def restore_replaced_directory(final: Path) -> None:
+    """After a kill between replace_directory's two renames, `final` is missing and its previous version sits
+    in `.NAME.old`: put it back, so the last complete version is what readers see."""
+    old = final.with_name(f".{final.name}.old")
+    if not final.exists() and old.is_dir():
+        os.rename(old, final)
+
+
 def replace_directory(tmp: Path, final: Path) -> None:
     """Swap `tmp` in as `final`, keeping the previous `final` until the new one is in place."""
+    restore_replaced_directory(final)
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old")

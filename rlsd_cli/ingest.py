@@ -154,6 +154,8 @@ def _json_records(path: Path) -> list[tuple[str, Any]]:
             data = json.loads(text)
         except ValueError as exc:
             raise Skip(f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        except RecursionError:
+            raise Skip("JSON nested too deeply to read") from None
         data = data if isinstance(data, list) else [data]
         return [(f"{path}[{i}]", record) for i, record in enumerate(data)]
     records = []
@@ -164,24 +166,29 @@ def _json_records(path: Path) -> list[tuple[str, Any]]:
             records.append((f"{path}:{number}", json.loads(line)))
         except ValueError as exc:
             raise Skip(f"line {number} is not valid JSON ({exc.msg}); fix or delete that line") from None
+        except RecursionError:
+            raise Skip(f"line {number} is JSON nested too deeply to read; fix or delete that line") from None
     return records
 
 
 def _read_records(path: Path, corpus: Corpus, relative: str) -> None:
+    # Collected apart and added only when the whole file is good: a skipped file contributes nothing.
+    documents: list[Document] = []
+    chats: list[list[dict[str, str]]] = []
     found = 0
     for where, record in _json_records(path):
         if not isinstance(record, dict):
             raise Skip(f"{where.rsplit('/', 1)[-1]}: expected a JSON object with 'text', 'messages' or 'prompt'/'completion'")
         if isinstance(record.get("text"), str) and record["text"].strip():
             title = record.get("title") if isinstance(record.get("title"), str) else relative
-            corpus.documents.append(Document(path=f"{relative}#{found + 1}", title=title, text=normalize_whitespace(record["text"])))
+            documents.append(Document(path=f"{relative}#{found + 1}", title=title, text=normalize_whitespace(record["text"])))
         elif "messages" in record:
             try:
-                corpus.chats.append(validate_messages(record["messages"], where))
+                chats.append(validate_messages(record["messages"], where))
             except BadInputError as exc:
                 raise Skip(str(exc).split(": ", 1)[-1] + f" (at {where.rsplit('/', 1)[-1]})") from None
         elif isinstance(record.get("prompt"), str) and isinstance(record.get("completion"), str):
-            corpus.chats.append([
+            chats.append([
                 {"role": "user", "content": record["prompt"]},
                 {"role": "assistant", "content": record["completion"]},
             ])
@@ -190,6 +197,8 @@ def _read_records(path: Path, corpus: Corpus, relative: str) -> None:
         found += 1
     if not found:
         raise Skip("no records")
+    corpus.documents.extend(documents)
+    corpus.chats.extend(chats)
 
 
 def read_file(path: Path, corpus: Corpus, relative: str) -> None:

@@ -275,10 +275,10 @@ def _resolve_run(run_dir: Path, spec: str) -> ResolvedModel:
         raise BadInputError(f"{run_dir / 'run.json'}: base_model.spec must be a base model, not another run")
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
-        raise BadInputError(
-            f"{run_dir}: the run has no finished adapter yet; resume it, or pass one of its checkpoints "
-            f"({run_dir / 'checkpoints'})"
-        )
+        raise BadInputError(f"{run_dir}: the run has no finished adapter yet; finish it with --resume --name {run_dir.name}")
+    if not (adapter / "adapter_model.safetensors").is_file():
+        raise BadInputError(f"{adapter}: no adapter_model.safetensors (pickled adapter weights are not loaded); "
+                            "save the adapter with safe_serialization=True")
     expected = record["base_model"].get("weights_sha256")
     if expected and expected != weights_hash(base.path):
         raise BadInputError(
@@ -523,7 +523,7 @@ def load_model(
 
     resolved = resolve_model(spec)
     precision = choose_precision(quant, device)
-    kwargs: dict[str, Any] = {"dtype": precision.torch_dtype(), "trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {"dtype": precision.torch_dtype(), "trust_remote_code": trust_remote_code, "use_safetensors": True}
     if precision.quant == "4bit":
         compute = torch.bfloat16 if precision.autocast_dtype == "bfloat16" else torch.float32
         kwargs["quantization_config"] = BitsAndBytesConfig(

@@ -24,6 +24,7 @@ from typing import Any
 from .console import say
 from .errors import BadInputError
 from .model import DEFAULT_MODEL
+from .options import RunOptions
 
 ALGOS = ("rlsd", "grpo", "opsd")
 PRIVILEGED = ("answer", "solution")
@@ -51,7 +52,7 @@ LEAKAGE = re.compile(r"reference (?:solution|answer)|the (?:given|provided) (?:s
 
 
 @dataclass
-class ReasonConfig:
+class ReasonConfig(RunOptions):
     data: Path  # a folder with train.jsonl (and test.jsonl), or one JSONL file of training problems
     model: str = DEFAULT_MODEL
     verifier: list[str] = field(default_factory=lambda: ["math"])
@@ -74,18 +75,13 @@ class ReasonConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     quant: str = "auto"
-    seed: int = 0
-    name: str | None = None
-    runs_dir: Path | None = None
-    resume: bool = False
-    force: bool = False
-    save_every: int = 0
     test_data: Path | None = None  # default: test.jsonl beside the training data
     eval_limit: int | None = 100
     eval_max_new_tokens: int | None = None  # default: max_new_tokens
     eval_every: int = 0
 
     def __post_init__(self):
+        RunOptions.__post_init__(self)
         self.data = Path(self.data)
         if isinstance(self.verifier, str):
             self.verifier = [self.verifier]
@@ -110,6 +106,11 @@ class ReasonConfig:
             raise BadInputError(f"--eps-w must be in [0, 1), got {self.eps_w}")
         if self.eval_every < 0:
             raise BadInputError(f"--eval-every must be 0 (off) or positive, got {self.eval_every}")
+        for name in ("eval_limit", "eval_max_new_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise BadInputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if self.lambda_decay_steps < 0:
+            raise BadInputError(f"--lambda-decay-steps must be 0 (constant lambda) or positive, got {self.lambda_decay_steps}")
 
 
 # ---------------------------------------------------------------- data

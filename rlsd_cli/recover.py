@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .console import say
 from .errors import BadInputError
+from .options import EvalOptions, RunOptions
 
 METHODS = ("distill", "sft-self")
 DIVERGENCES = ("sampled", "full")
@@ -33,7 +34,7 @@ SNAPSHOT_ADAPTER = "sft_snapshot"
 
 
 @dataclass
-class RecoverConfig:
+class RecoverConfig(RunOptions, EvalOptions):
     from_run: Path
     teacher: str = "base"  # base | a model spec or run folder with the same tokenizer
     teacher_precision: str = "same"  # same | full (a separate full-precision copy of the base for a 4-bit student)
@@ -50,20 +51,11 @@ class RecoverConfig:
     steps: int = 30
     lr: float = 1e-3
     quant: str = "auto"
-    seed: int = 0
-    name: str | None = None
-    runs_dir: Path | None = None
-    resume: bool = False
-    force: bool = False
-    save_every: int = 0
-    eval_qa: Path | None = None  # default: the sft run's --eval-qa
-    eval: list[str] = field(default_factory=list)
-    eval_data: Path | None = None
-    eval_limit: int | None = None
-    eval_max_new_tokens: int | None = None
     eval_every: int = 0
 
     def __post_init__(self):
+        RunOptions.__post_init__(self)
+        EvalOptions.__post_init__(self)
         self.from_run = Path(self.from_run)
         if self.method not in METHODS:
             raise BadInputError(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")

@@ -14,6 +14,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -21,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInputError
-from .fsutil import append_jsonl, atomic_directory, atomic_write_json, dir_size_bytes, replace_directory
+from .fsutil import (
+    append_jsonl,
+    atomic_write_json,
+    dir_size_bytes,
+    replace_directory,
+    sibling_tempdir,
+)
 
 RUN_RECORD = "run.json"
 RUNS_ROOT = Path(os.environ.get("RLSD_RUNS", "runs"))
@@ -154,11 +161,16 @@ class Run:
     def save_adapter(self, model, tokenizer=None) -> Path:
         """Write the PEFT adapter to adapter/ in one rename (the previous one stays until the new one is in)."""
         final = self.path / "adapter"
-        with atomic_directory(self.path / ".adapter.new") as tmp:
+        # A fresh temporary name each time: a folder left by a killed save never blocks the next one.
+        tmp = sibling_tempdir(final)
+        try:
             model.save_pretrained(tmp, safe_serialization=True)
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
-        replace_directory(self.path / ".adapter.new", final)
+            replace_directory(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return final
 
 

@@ -13,7 +13,7 @@ import contextlib
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,11 @@ from .errors import BadInputError
 from .fsutil import atomic_write_text
 from .ingest import Corpus, read_corpus
 from .model import DEFAULT_MODEL, LoraSettings
+from .options import EvalOptions, RunOptions
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(RunOptions, EvalOptions):
     docs: Path
     model: str = DEFAULT_MODEL
     quant: str = "auto"
@@ -46,21 +47,12 @@ class SFTConfig:
     augment: bool = True
     augment_model: str | None = None
     replay_max_new_tokens: int = 128
-    seed: int = 0
-    name: str | None = None
-    runs_dir: Path | None = None
-    resume: bool = False
-    force: bool = False
-    save_every: int = 0
     strict: bool = False
     dry_run: bool = False
-    eval_qa: Path | None = None
-    eval: list[str] = field(default_factory=list)  # extra suites, e.g. ["ifeval"]
-    eval_data: Path | None = None  # data for the --eval suite(s)
-    eval_limit: int | None = None
-    eval_max_new_tokens: int | None = None
 
     def __post_init__(self):
+        RunOptions.__post_init__(self)
+        EvalOptions.__post_init__(self)
         self.docs = Path(self.docs)
         for name in ("lora_r", "batch_size", "grad_accum", "max_length"):
             if getattr(self, name) <= 0:

@@ -13,6 +13,7 @@ A verifier maps (completion, example) to a float in [0, 1]. Specs, as given to `
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +101,9 @@ def _python_reward(target: str) -> Callable[[str, dict[str, Any]], float]:
         function = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as exc:
         raise BadInputError(f"--verifier python:{target}: cannot load it ({exc}); is the module on PYTHONPATH?") from None
+    except Exception as exc:  # the plugin's own module failed while importing (SyntaxError, a bad top-level line)
+        raise BadInputError(f"--verifier python:{target}: importing {module_name} failed ({type(exc).__name__}: {exc}); "
+                            "fix the module") from None
     if not callable(function):
         raise BadInputError(f"--verifier python:{target}: {function_name} is not callable")
     return function
@@ -119,6 +123,8 @@ class Verifier:
         for name, weight, function in self.parts:
             try:
                 value = float(function(completion, example))
+                if not math.isfinite(value):
+                    raise ValueError(f"returned {value}")
             except Exception as exc:
                 self.failures += 1
                 self.last_error = f"{name}: {type(exc).__name__}: {exc}"

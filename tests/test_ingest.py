@@ -50,6 +50,9 @@ def test_pdf_and_docx(tmp_path):
         ("broken.docx", b"PK\x03\x04 not a zip", "unreadable DOCX"),
         ("bad.jsonl", b'{"text": "fine"}\n{"text": \n', "line 2 is not valid JSON"),
         ("fields.jsonl", b'{"title": "no text"}\n', "needs 'text', 'messages' or 'prompt'+'completion'"),
+        # One bad record skips the whole file: none of its good records are trained on either.
+        ("mixed.jsonl", b'{"text": "Alone this would be trained on."}\n{"title": "no text"}\n', "needs 'text'"),
+        ("deep.jsonl", b"[" * 100000 + b"\n", "nested too deeply"),
     ],
 )
 def test_unusable_files_are_skipped_with_a_reason_or_fail_under_strict(tmp_path, name, content, reason):

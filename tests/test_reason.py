@@ -69,7 +69,7 @@ def test_leakage_counter_catches_talk_of_a_reference():
 
 
 @pytest.mark.parametrize("field,value", [("algo", "ppo"), ("num_generations", 1), ("lam", 1.5), ("privileged", "hint"), ("temperature", 0.0),
-                                         ("teacher", "ema")])
+                                         ("teacher", "ema"), ("eval_limit", 0), ("lambda_decay_steps", -1), ("save_every", -1)])
 def test_config_rejects_bad_values(field, value, tmp_path):
     with pytest.raises(BadInputError):
         ReasonConfig(data=tmp_path, **{field: value})

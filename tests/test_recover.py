@@ -48,7 +48,8 @@ def test_adapter_off_teacher_scores_exactly_like_a_separate_base_copy(tiny_sft_r
     with torch.no_grad():
         from_copy, _ = completion_logps(base_copy.model, ids, mask, length)
         from_student, _ = completion_logps(student.model, ids, mask, length)
-    assert torch.equal(from_toggle, from_copy)
+    # Equal up to float summation order: CPUs without AVX512 may pick different matmul kernels for the two models.
+    torch.testing.assert_close(from_toggle, from_copy, rtol=0, atol=1e-5)
     assert (from_student - from_copy).abs().max() > 1e-3  # the adapter is on again, and it was trained
     assert student.model.training  # the scoring pass put the student back in train mode
 
@@ -105,7 +106,8 @@ def test_step_prompts_put_the_keep_fraction_in_every_step_in_a_fixed_order():
     assert all(r["kind"] == "general" for r in step_prompts(general, [], 2, 4, 0.5, 0))
 
 
-@pytest.mark.parametrize(("field", "value"), [("keep_mix", 1.0), ("steps", 0), ("method", "dpo"), ("divergence", "jsd"), ("lr", -1.0), ("keep_with", "ewc")])
+@pytest.mark.parametrize(("field", "value"), [("keep_mix", 1.0), ("steps", 0), ("method", "dpo"), ("divergence", "jsd"), ("lr", -1.0), ("keep_with", "ewc"),
+                                              ("save_every", -2), ("eval_limit", -1)])
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(BadInputError):
         RecoverConfig(from_run=Path("runs/x"), **{field: value})

@@ -94,6 +94,8 @@ def test_metrics_survive_a_torn_last_line(runs_root):
     with open(run.path / "metrics.jsonl", "a") as f:
         f.write('{"step": 3, "lo')  # what a kill -9 mid-write could leave
     assert [m["step"] for m in run.metrics()] == [1, 2]
+    run.log_metrics(3, loss=1.0)  # the resumed run's first row is not glued to the fragment
+    assert [m["step"] for m in run.metrics()] == [1, 2, 3]
 
 
 def test_adapter_round_trip_gives_identical_logits(runs_root, tiny_model_dir):

@@ -72,7 +72,8 @@ def test_plan_counts_and_never_uses_eval_questions(tokenizer):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("lr", 0.0), ("batch_size", 0), ("mix", 1.0), ("mix", -0.1), ("max_length", 8), ("lora_r", -1), ("epochs", 0)],
+    [("lr", 0.0), ("batch_size", 0), ("mix", 1.0), ("mix", -0.1), ("max_length", 8), ("lora_r", -1), ("epochs", 0), ("save_every", -1),
+     ("eval_limit", 0), ("eval_max_new_tokens", 0)],
 )
 def test_bad_hyperparameters(field, value):
     with pytest.raises(BadInputError):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import SHARED
 from rlsd_cli.errors import BadInputError
@@ -94,3 +97,45 @@ def test_duplicate_keys_are_rejected(tmp_path):
 def test_every_suite_documents_its_key_field():
     for name, suite in SUITES.items():
         assert suite.key_field and suite.primary_metric and suite.description, name
+
+
+# Any bytes or JSON a user may hand a loader: a clean one-line error or data, never a traceback.
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.sampled_from(["prompt", "question", "answer", "aliases", "id", "key", "solution", "instruction_id_list",
+                         "kwargs", "messages", "completion", "role", "content", "x"]), children, max_size=4),
+    max_leaves=12,
+)
+
+
+def _loaders():
+    from rlsd_cli.replay import read_chat_data, read_prompts
+
+    return {**{name: get_suite(name).load for name in ("qa", "math", "gsm8k", "ifeval")},
+            "chat data": read_chat_data, "prompts": read_prompts}
+
+
+def _never_a_traceback(load, path):
+    try:
+        load(path)
+    except BadInputError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
+
+
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 40)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.lists(_JSON, min_size=1, max_size=3))
+def test_random_json_records_never_crash_a_loader(tmp_path_factory, records):
+    path = tmp_path_factory.mktemp("fuzz") / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    for load in _loaders().values():
+        _never_a_traceback(load, path)
+
+
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 40)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300))
+def test_random_bytes_never_crash_a_loader(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("fuzz") / "data.jsonl"
+    path.write_bytes(data)
+    for load in _loaders().values():
+        _never_a_traceback(load, path)

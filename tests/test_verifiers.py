@@ -72,6 +72,21 @@ def test_python_plugin_that_raises_scores_zero_and_is_counted(tmp_path, monkeypa
     assert verifier.failures == 1 and "RuntimeError" in verifier.last_error
 
 
+def test_python_plugin_returning_nan_scores_zero_and_is_counted(tmp_path, monkeypatch):
+    (tmp_path / "nan_plugin.py").write_text("def reward(completion, example):\n    return float('nan')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    verifier = build_verifier(["python:nan_plugin:reward", "0.5*exact"])
+    assert verifier("7", {"answer": "7"}) == 0.5
+    assert verifier.failures == 1 and "nan" in verifier.last_error
+
+
+def test_python_plugin_that_fails_to_import_is_a_one_line_error(tmp_path, monkeypatch):
+    (tmp_path / "broken_plugin.py").write_text("def reward(completion, example)\n    return 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(BadInputError, match="importing broken_plugin failed .*SyntaxError.*fix the module"):
+        build_verifier("python:broken_plugin:reward")
+
+
 @pytest.mark.parametrize("spec", ["maths", "regex:(", "python:nomodule_xyz:f", "python:justmodule"])
 def test_bad_verifier_specs(spec):
     with pytest.raises(BadInputError):

@@ -34,6 +34,8 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
                     obj = json.loads(line)
                 except ValueError as exc:
                     raise BadInputError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or delete that line") from None
+                except RecursionError:
+                    raise BadInputError(f"{path}:{number}: JSON nested too deeply to read; fix or delete that line") from None
                 if not isinstance(obj, dict):
                     raise BadInputError(f"{path}:{number}: expected a JSON object per line")
                 rows.append((number, obj))

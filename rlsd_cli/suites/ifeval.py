@@ -26,6 +26,8 @@ class IFEvalSuite(Suite):
     def parse(self, number: int, record: dict[str, Any], where: str) -> Item:
         prompt = require(record, "prompt", where)
         ids = require(record, "instruction_id_list", where, list)
+        if not all(isinstance(i, str) for i in ids):
+            raise BadInputError(f"{where}: 'instruction_id_list' must be a list of strings (instruction ids)")
         kwargs = record.get("kwargs")
         if not isinstance(kwargs, list) or len(kwargs) != len(ids) or not all(isinstance(k, dict) for k in kwargs):
             raise BadInputError(f"{where}: 'kwargs' must be a list with one object per instruction id")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import BadInputError
 from ..verifiers import answers_match, extract_final_answer, gsm8k_reference
 from .base import Item, Suite, mean, require
 
@@ -30,10 +31,13 @@ class MathSuite(Suite):
         question = record.get("prompt") if record.get("prompt") is not None else record.get("question")
         question = require({"prompt": question}, "prompt", where + " ('prompt' or 'question')")
         answer = gsm8k_reference(str(require(record, "answer", where, (str, int, float))))
+        solution = record.get("solution")
+        if solution is not None and not isinstance(solution, str):
+            raise BadInputError(f"{where}: 'solution' must be text (a worked solution) or left out")
         return Item(
             key=record.get("id", number),
             messages=math_messages(question),
-            record={"question": question, "answer": answer, "solution": record.get("solution")},
+            record={"question": question, "answer": answer, "solution": solution},
         )
 
     def score(self, item: Item, response: str) -> dict[str, Any]:
