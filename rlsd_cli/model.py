@@ -446,6 +446,7 @@ class LoraSettings:
     alpha: int = 32
     dropout: float = 0.05
     target_modules: str | list[str] = "all-linear"
+    seed: int = 0  # lora_A's random init: the same --seed gives the same run
 
     def __post_init__(self):
         if self.r <= 0:
@@ -555,7 +556,9 @@ def load_model(
         if precision.quant != "none":
             # Gradient checkpointing costs time on CPU and 135M-class models do not need it.
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        model = get_peft_model(model, lora.peft_config())
+        with torch.random.fork_rng():
+            torch.manual_seed(lora.seed)
+            model = get_peft_model(model, lora.peft_config())
     if not trainable and lora is None:
         model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, resolved=resolved, precision=precision)

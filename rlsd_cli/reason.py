@@ -300,7 +300,7 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
     train_file, test_file = data_files(config)
     rows = training_rows(train_file, config.privileged)
 
-    lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=0.0)
+    lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=0.0, seed=config.seed)
     loaded = load_model(config.model, quant=config.quant, lora=lora, trainable=True)
     teacher = None
     if config.algo != "grpo":

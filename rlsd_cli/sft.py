@@ -195,7 +195,7 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
     from .training import RunLogger, common_trainer_kwargs, config_record, peak_rss_bytes, plot_curve, train
 
     started = time.perf_counter()
-    lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
+    lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, seed=config.seed)
     loaded = load_model(config.model, quant=config.quant, lora=lora, trainable=True)
     run = Run.create(
         "sft",

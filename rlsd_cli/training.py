@@ -120,18 +120,39 @@ def make_quiet(trainer) -> None:
     trainer.remove_callback(ProgressCallback)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM (a scheduler stopping the job) takes the same path as Ctrl-C: checkpoint, then exit."""
+class StopAtStepEnd(TrainerCallback):
+    """The first Ctrl-C or SIGTERM lets the running step finish, then Trainer saves a checkpoint and stops; a
+    second one stops at once, without a checkpoint.
 
-    def handler(signum, frame):
-        raise KeyboardInterrupt
+    Why at a step boundary: a checkpoint taken mid-step holds weights, optimizer, RNG and data position from
+    different moments (a step may already be half applied, the sampler's RNG already advanced), so a resumed
+    run would not be the run that was stopped. Saved after the step, it is exactly that run.
+    """
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __init__(self):
+        self.requested = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    @contextlib.contextmanager
+    def handling_signals(self):
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+            say(f"{name}: stopping after this step and saving a checkpoint (Ctrl-C again stops now, without one)")
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 def resume_command(name: str) -> str:
@@ -143,13 +164,30 @@ def resume_command(name: str) -> str:
     return " ".join([prog, *rest, "--resume"])
 
 
+def complete_checkpoint(folder: Path) -> bool:
+    """Trainer writes a checkpoint in place, trainer_state.json last: a folder is complete when that file
+    parses and the adapter and optimizer state are there (a kill -9 mid-save leaves an incomplete one)."""
+    import json
+
+    try:
+        json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (folder / "adapter_model.safetensors").is_file() and (folder / "optimizer.pt").is_file()
+
+
 def latest_checkpoint(run: Run) -> Path | None:
+    """The newest complete checkpoint; incomplete ones (a save cut short) are passed over."""
     folder = run.path / "checkpoints"
     candidates = sorted(
-        (p for p in folder.glob("checkpoint-*") if p.is_dir() and (p / "trainer_state.json").is_file()),
+        (p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()),
         key=lambda p: int(p.name.rsplit("-", 1)[-1]),
     )
-    return candidates[-1] if candidates else None
+    complete = [p for p in candidates if complete_checkpoint(p)]
+    newest = complete[-1] if complete else None
+    for later in candidates[candidates.index(newest) + 1 if newest else 0:]:
+        say(f"{later}: incomplete checkpoint (its save was cut short); passed over")
+    return newest
 
 
 def train(trainer, run: Run, resume: bool) -> None:
@@ -159,18 +197,20 @@ def train(trainer, run: Run, resume: bool) -> None:
     checkpoint = latest_checkpoint(run) if resume else None
     if resume and checkpoint is None:
         say(f"{run.path}: no checkpoint yet; starting from the beginning")
+    stopper = StopAtStepEnd()
+    trainer.add_callback(stopper)
     try:
-        with sigterm_as_interrupt():
+        with stopper.handling_signals():
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except KeyboardInterrupt:
-        with sigterm_as_interrupt():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not tear the checkpoint
-            try:
-                trainer._save_checkpoint(trainer.model, trial=None)
-            finally:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+        last = latest_checkpoint(run)
+        where = f"the last complete checkpoint is {last}" if last else "no checkpoint was written"
+        raise Interrupted(f"stopped at once at step {trainer.state.global_step}; {where}. "
+                          f"Resume with: {resume_command(run.name)}") from None
+    if stopper.requested and trainer.state.global_step < trainer.state.max_steps:
         step = trainer.state.global_step
-        raise Interrupted(f"stopped at step {step}; checkpoint saved in {run.path / 'checkpoints'}. Resume with: {resume_command(run.name)}") from None
+        raise Interrupted(f"stopped after step {step}; checkpoint saved in {run.path / 'checkpoints'}. "
+                          f"Resume with: {resume_command(run.name)}")
 
 
 def plot_curve(rows: list[dict[str, Any]], key: str, target: Path, title: str) -> Path | None:

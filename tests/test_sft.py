@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from conftest import run_cli
@@ -105,32 +106,73 @@ def test_cli_run_writes_a_complete_run_folder_and_refuses_to_overwrite(tiny_mode
     assert json.loads((run / "summary.json").read_text()) == summary
 
 
-def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes(tiny_model_dir, tmp_path):
-    runs = tmp_path / "runs"
+def _stoppable_sft(tiny_model_dir, runs: Path) -> list[str]:
     chat = Path(__file__).parent / "data" / "chat_small.jsonl"
-    rlsd = Path(sys.executable).with_name("rlsd")
-    args = [str(rlsd), "sft", str(DOCS), "--model", str(tiny_model_dir), "--runs-dir", str(runs), "--chat-data", str(chat),
-            "--batch-size", "2", "--max-length", "64", "--chunk-overlap", "8", "--max-steps", "400", "--name", "stop"]
+    return [str(Path(sys.executable).with_name("rlsd")), "sft", str(DOCS), "--model", str(tiny_model_dir), "--runs-dir",
+            str(runs), "--chat-data", str(chat), "--batch-size", "2", "--max-length", "64", "--chunk-overlap", "8",
+            "--max-steps", "120"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_adapter(tiny_model_dir, tmp_path_factory):
+    from safetensors.torch import load_file
+
+    runs = tmp_path_factory.mktemp("whole") / "runs"
+    whole = subprocess.run([*_stoppable_sft(tiny_model_dir, runs), "--name", "whole"], capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    adapter = load_file(runs / "whole" / "adapter" / "adapter_model.safetensors")
+    assert any(value.abs().max() > 0 for key, value in adapter.items() if "lora_B" in key)  # it trained
+    return adapter
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_stop_saves_a_checkpoint_and_resume_ends_with_the_uninterrupted_adapter(tiny_model_dir, tmp_path, stop_signal,
+                                                                                uninterrupted_adapter):
+    from safetensors.torch import load_file
+
+    runs = tmp_path / "runs"
+    args = [*_stoppable_sft(tiny_model_dir, runs), "--name", "stop"]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = runs / "stop" / "metrics.jsonl"
     deadline = time.time() + 240
     while process.poll() is None and time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+    process.send_signal(stop_signal)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Resume with:" in stderr and "--resume" in stderr
     checkpoints = list((runs / "stop" / "checkpoints").glob("checkpoint-*"))
     assert len(checkpoints) == 1 and (checkpoints[0] / "adapter_model.safetensors").is_file()
     stopped_at = int(checkpoints[0].name.split("-")[1])
-    assert 0 < stopped_at < 400
+    assert 0 < stopped_at < 120
+    assert not (runs / "stop" / "adapter").exists()  # a stopped run has no final adapter
 
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    summary = json.loads((runs / "stop" / "summary.json").read_text())
-    assert summary["steps"] == 400
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
-    assert steps == list(range(1, 401))  # resumed right after the checkpointed step, nothing lost or repeated
+    assert steps == list(range(1, 121))  # resumed right after the checkpointed step, nothing lost or repeated
+    resumed_adapter = load_file(runs / "stop" / "adapter" / "adapter_model.safetensors")
+    assert resumed_adapter.keys() == uninterrupted_adapter.keys()
+    for key, value in uninterrupted_adapter.items():
+        torch.testing.assert_close(resumed_adapter[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_an_incomplete_checkpoint_is_passed_over(tmp_path):
+    from rlsd_cli.runs import Run
+    from rlsd_cli.training import latest_checkpoint
+
+    run = Run.create("sft", name="torn", root=tmp_path, record={"base_model": {"spec": "x"}})
+    for step in (2, 4):
+        folder = run.path / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        for name in ("adapter_model.safetensors", "optimizer.pt"):
+            (folder / name).write_bytes(b"x")
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    assert latest_checkpoint(run).name == "checkpoint-4"
+    (run.path / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')  # a kill -9 mid-save
+    assert latest_checkpoint(run).name == "checkpoint-2"
+    (run.path / "checkpoints" / "checkpoint-2" / "optimizer.pt").unlink()
+    assert latest_checkpoint(run) is None
 
 
 def test_model_written_pairs_are_parsed_and_kept_only_when_grounded():
