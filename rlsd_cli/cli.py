@@ -45,6 +45,11 @@ class _Group(TyperGroup):
 
 
 def _fail(message: str, code: int):
+    from .runs import discard_unstarted
+
+    removed = discard_unstarted()
+    if removed:  # still one line: the error, then what was cleaned up
+        message += f" (removed the new run folder {', '.join(map(str, removed))}: it had not started training)"
     if _state["json"] and not _state.get("reported"):
         console.print_json({"error": message, "exit_code": code})
     print(f"rlsd: error: {message}", file=sys.stderr, flush=True)

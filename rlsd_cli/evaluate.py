@@ -132,6 +132,14 @@ def _write_report(folder: Path, suite_name: str, report: dict[str, Any], rows: l
     return target
 
 
+def check_eval_data(configs) -> None:
+    """Read every given evaluation file now, so a bad line stops a training verb before it loads a model or
+    makes a run folder, not after the first minutes of work."""
+    for config in configs:
+        if config.data is not None:
+            get_suite(config.suite).load(config.data)
+
+
 def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
     """Score `config.model` (or `config.responses`) on `config.suite`; returns the report."""
     suite = get_suite(config.suite)

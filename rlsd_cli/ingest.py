@@ -104,8 +104,13 @@ def _read_html(path: Path) -> tuple[str, str | None]:
 
 
 def _read_pdf(path: Path) -> tuple[str, str | None]:
+    import logging
+
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
+
+    # pypdf logs each repair it attempts on a damaged file; the one-line skip reason below says it instead.
+    logging.getLogger("pypdf").setLevel(logging.CRITICAL)
 
     try:
         reader = PdfReader(str(path))

@@ -200,6 +200,25 @@ def _trainer_class():
             super().__init__(*args, **kwargs)
 
 
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            """Trainer restores only the trained adapter; the frozen teacher snapshot (which PEFT saves beside it
+            in the checkpoint) is put back too, with the step it was taken at, so a resumed run scores with the
+            teacher the uninterrupted run had."""
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            if self.informed_teacher is None or self.informed_teacher.kind != "snapshot":
+                return
+            import json
+
+            from peft.utils import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            folder = Path(resume_from_checkpoint)
+            saved = folder / self.informed_teacher.adapter_name / "adapter_model.safetensors"
+            if saved.is_file():
+                set_peft_model_state_dict(self.model, load_file(saved), adapter_name=self.informed_teacher.adapter_name)
+                step = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+                self._synced_at = step - step % self.sync_steps
+
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
             self._rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
             texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
@@ -279,7 +298,7 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
     from datasets import Dataset
     from trl import GRPOConfig
 
-    from .evaluate import EvalConfig, run_eval
+    from .evaluate import EvalConfig, check_eval_data, run_eval
     from .model import LoadedModel, LoraSettings, load_model, resolve_model
     from .runs import Run
     from .teachers import LiveTeacher, SnapshotTeacher
@@ -299,6 +318,8 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
     verifier = build_verifier(config.verifier)
     train_file, test_file = data_files(config)
     rows = training_rows(train_file, config.privileged)
+    if test_file is not None:
+        check_eval_data([EvalConfig(suite="math", model=config.model, data=test_file)])
 
     lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=0.0, seed=config.seed)
     loaded = load_model(config.model, quant=config.quant, lora=lora, trainable=True)

@@ -345,7 +345,7 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
     from datasets import Dataset
     from trl import DistillationConfig
 
-    from .evaluate import EvalConfig, run_eval
+    from .evaluate import EvalConfig, check_eval_data, run_eval
     from .model import LoadedModel, load_model, resolve_model
     from .runs import Run, read_run_record
     from .training import (
@@ -364,6 +364,14 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
     if parent.kind != "run":
         raise BadInputError(f"--from {config.from_run}: pass a run folder made by `rlsd sft` (runs/<name>)")
     parent_record = read_run_record(parent.run_dir)
+    eval_qa = config.eval_qa or (parent_record.get("config") or {}).get("eval_qa")
+    eval_configs = {}
+    if eval_qa:
+        eval_configs["qa"] = EvalConfig(suite="qa", model=str(parent.run_dir), data=Path(eval_qa), quant=config.quant)
+    for suite in config.eval:
+        eval_configs[suite] = EvalConfig(suite=suite, model=str(parent.run_dir), data=config.eval_data, limit=config.eval_limit,
+                                         max_new_tokens=config.eval_max_new_tokens, quant=config.quant)
+    check_eval_data(eval_configs.values())  # before the model loads and the run folder exists
     general, general_source = general_prompts(config.prompts)
     distill_keep = config.keep_mix > 0 and config.keep_with == "distill"
     keep = knowledge_prompts(parent.run_dir, config.keep_prompts) if distill_keep else []
@@ -393,13 +401,6 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
     )
     say(f"run folder: {run.path}")
 
-    eval_qa = config.eval_qa or (parent_record.get("config") or {}).get("eval_qa")
-    eval_configs = {}
-    if eval_qa:
-        eval_configs["qa"] = EvalConfig(suite="qa", model=str(parent.run_dir), data=Path(eval_qa), quant=config.quant)
-    for suite in config.eval:
-        eval_configs[suite] = EvalConfig(suite=suite, model=str(parent.run_dir), data=config.eval_data, limit=config.eval_limit,
-                                         max_new_tokens=config.eval_max_new_tokens, quant=config.quant)
     base_view = LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, resolved=resolve_model(parent.base), precision=loaded.precision)
     before, base = {}, {}
     for suite, eval_config in eval_configs.items():

@@ -31,7 +31,16 @@ from .fsutil import (
 )
 
 RUN_RECORD = "run.json"
+RUN_LOCK = ".lock"
 RUNS_ROOT = Path(os.environ.get("RLSD_RUNS", "runs"))
+# Settings a resumed run may change: where and how often it reports, not what or how it trains.
+RESUME_MAY_CHANGE = frozenset({
+    "resume", "force", "name", "runs_dir", "save_every", "model", "dry_run",
+    "eval_qa", "eval", "eval_data", "eval_limit", "eval_max_new_tokens", "eval_every", "test_data",
+})
+
+_held_locks: dict[Path, int] = {}  # run folder -> open file descriptor holding its lock for this process's life
+_unstarted: list[Path] = []  # run folders this process created and has not trained in yet
 PACKAGES = ("rlsd", "torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets")
 
 
@@ -102,14 +111,16 @@ class Run:
             raise BadInputError(f"{root}: cannot create the runs folder ({exc.strerror}); pass a writable --runs-dir") from None
         if path.exists():
             if resume:
-                run = cls(path)
-                read_run_record(path)
-                return run
+                hold_run_lock(path)
+                check_resumable(path, read_run_record(path), record or {})
+                return cls(path)
             if not force:
                 raise BadInputError(
                     f"{path}: a run with this name exists; pass --resume to continue it, "
                     "--force to move it to runs/.trash/, or another --name"
                 )
+            hold_run_lock(path)  # never move a run another process is training in
+            release_run_lock(path)
             trash = root / ".trash"
             trash.mkdir(exist_ok=True)
             os.rename(path, trash / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -122,6 +133,8 @@ class Run:
             raise BadInputError(f"{path}: another process just created a run with this name; pass another --name") from None
         except OSError as exc:
             raise BadInputError(f"{path}: cannot create the run folder ({exc.strerror})") from None
+        hold_run_lock(path)
+        _unstarted.append(path)
         run = cls(path)
         full_record = {
             "name": name,
@@ -137,6 +150,11 @@ class Run:
 
     def record(self) -> dict[str, Any]:
         return read_run_record(self.path)
+
+    def mark_started(self) -> None:
+        """From here on the folder holds training: a failure no longer removes it (see discard_unstarted)."""
+        with contextlib.suppress(ValueError):
+            _unstarted.remove(self.path)
 
     def log_metrics(self, step: int, **metrics: Any) -> None:
         append_jsonl(self.path / "metrics.jsonl", {"step": step, "time": round(time.time(), 3), **metrics})
@@ -172,6 +190,67 @@ class Run:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final
+
+
+def hold_run_lock(path: Path) -> None:
+    """Lock runs/<name>/ for the rest of this process's life (flock: the kernel drops it when the process ends,
+    however it ends), so a second process can never train into the same folder."""
+    path = Path(path)
+    if path.resolve() in _held_locks:
+        return
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock, as before
+        return
+    fd = os.open(path / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise BadInputError(f"{path}: in use by another rlsd process (pid {holder}); wait for it to end, or pass "
+                            "another --name") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _held_locks[path.resolve()] = fd
+
+
+def check_resumable(path: Path, stored: dict[str, Any], record: dict[str, Any]) -> None:
+    """--resume continues the same training: refuse a finished run, another base model, or changed settings."""
+    if (path / "summary.json").is_file():
+        raise BadInputError(f"{path}: this run is finished (summary.json); nothing to resume. Start a new run with "
+                            "another --name")
+    old_hash = (stored.get("base_model") or {}).get("weights_sha256")
+    new_hash = (record.get("base_model") or {}).get("weights_sha256")
+    if old_hash and new_hash and old_hash != new_hash:
+        raise BadInputError(f"{path}: this run was trained on {stored['base_model'].get('spec')} (weights sha256 "
+                            f"{old_hash[:12]}), not on the --model given (sha256 {new_hash[:12]}); pass the run's "
+                            "own --model to resume it")
+    old_config, new_config = stored.get("config") or {}, record.get("config") or {}
+    for key in sorted(set(old_config) & set(new_config) - RESUME_MAY_CHANGE):
+        if old_config[key] != new_config[key]:
+            flag = "--" + key.replace("_", "-")
+            raise BadInputError(f"{path}: the run was started with {flag} {old_config[key]!r}, not {new_config[key]!r}; "
+                                f"resume with the same settings (see {path / RUN_RECORD}) or start a new run with "
+                                "another --name")
+
+
+def discard_unstarted() -> list[Path]:
+    """Remove the run folders this process created but never trained in (it failed or was stopped while
+    setting up): they hold only what the next attempt writes again, and would block its --name."""
+    removed = []
+    while _unstarted:
+        path = _unstarted.pop()
+        release_run_lock(path)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def release_run_lock(path: Path) -> None:
+    fd = _held_locks.pop(Path(path).resolve(), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def list_runs(root: Path | None = None) -> list[dict[str, Any]]:

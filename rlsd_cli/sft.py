@@ -188,13 +188,17 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
-    from .evaluate import run_eval
+    from .evaluate import check_eval_data, run_eval
     from .model import LoadedModel, load_model, resolve_model, weights_hash
     from .replay import read_chat_data, replay_conversations
     from .runs import Run
     from .training import RunLogger, common_trainer_kwargs, config_record, peak_rss_bytes, plot_curve, train
 
     started = time.perf_counter()
+    # Inputs are read before the model loads and the run folder exists: a bad file fails in seconds.
+    chat_data = read_chat_data(config.chat_data) if config.chat_data else None
+    eval_configs = _eval_configs(config)
+    check_eval_data(eval_configs.values())
     lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, seed=config.seed)
     loaded = load_model(config.model, quant=config.quant, lora=lora, trainable=True)
     run = Run.create(
@@ -209,8 +213,8 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
     tokenizer = loaded.tokenizer
 
     # General chat, as a fraction of the whole.
-    if config.chat_data:
-        pool_messages, chat_info = read_chat_data(config.chat_data), {"source": str(config.chat_data)}
+    if chat_data is not None:
+        pool_messages, chat_info = chat_data, {"source": str(config.chat_data)}
     elif the_plan.chat_needed:
         pool_messages, chat_info = replay_conversations(loaded, weights_hash(loaded.resolved.path), config.replay_max_new_tokens)
     else:
@@ -243,7 +247,6 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
 
     # Scores before, on the base model (the fresh adapter is switched off; reports are cached per base).
     base_view = LoadedModel(model=loaded.model, tokenizer=tokenizer, resolved=resolve_model(config.model), precision=loaded.precision)
-    eval_configs = _eval_configs(config)
     before = {}
     if eval_configs:
         with loaded.model.disable_adapter():

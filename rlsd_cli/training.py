@@ -194,6 +194,7 @@ def train(trainer, run: Run, resume: bool) -> None:
     """trainer.train(), resuming from the run's last checkpoint when asked; Ctrl-C or SIGTERM saves a
     checkpoint and exits 130 with the command that resumes."""
     make_quiet(trainer)
+    run.mark_started()
     checkpoint = latest_checkpoint(run) if resume else None
     if resume and checkpoint is None:
         say(f"{run.path}: no checkpoint yet; starting from the beginning")

@@ -71,6 +71,18 @@ def runs_root(tmp_path) -> Path:
     return tmp_path / "runs"
 
 
+@pytest.fixture(autouse=True)
+def _release_run_locks():
+    """Runs made in the test process hold their lock for the process's life (as a CLI run does); let each test
+    end like a process would, so a later subprocess can resume them."""
+    yield
+    from rlsd_cli import runs
+
+    for path in list(runs._held_locks):
+        runs.release_run_lock(path)
+    runs._unstarted.clear()
+
+
 def run_cli(*args: str, cwd: Path | None = None, env_extra: dict | None = None, timeout: int = 600):
     """Run the installed `rlsd` console script as a user would; returns the CompletedProcess."""
     environment = dict(os.environ, **(env_extra or {}))

@@ -4,6 +4,10 @@ the tiny model, and the CLI's errors."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +142,44 @@ def test_missing_training_file_names_the_fix(tmp_path, tiny_model_dir):
     result = run_cli("reason", "--data", str(tmp_path / "empty"), "--model", str(tiny_model_dir))
     assert result.returncode == 2
     assert "no train.jsonl" in result.stderr and "rlsd data math" in result.stderr
+
+
+def test_stopped_and_resumed_ends_with_the_uninterrupted_adapter_and_teacher(math_dir, tiny_model_dir, tmp_path):
+    """SIGTERM mid-run, then --resume: same sampled rollouts (RNG restored), same informed-teacher snapshot
+    (restored from the checkpoint, not re-synced from the resumed student), so the same final adapter as a run
+    that was never stopped."""
+    from safetensors.torch import load_file
+
+    runs = tmp_path / "runs"
+    sync = 3
+    args = [str(Path(sys.executable).with_name("rlsd")), "reason", "--data", str(math_dir), "--model", str(tiny_model_dir),
+            "--steps", "8", "--num-generations", "4", "--prompts-per-step", "1", "--max-new-tokens", "12",
+            "--eval-limit", "2", "--teacher-sync-steps", str(sync), "--lr", "0.02", "--runs-dir", str(runs),
+            # OPSD: every token's signal comes from the teacher snapshot, so a wrongly restored one shows (the
+            # random tiny model earns no math reward, and RLSD's clipped weights would hide a small difference).
+            "--algo", "opsd"]
+    whole = subprocess.run([*args, "--name", "whole"], capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    process = subprocess.Popen([*args, "--name", "stop"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = runs / "stop" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while process.poll() is None and time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
+        time.sleep(0.01)
+    # Freeze it in step 5, then ask it to stop: it finishes step 5 and saves. The teacher in use then is the
+    # snapshot taken at step 3; a resume that re-synced it from the step-5 student would train differently.
+    process.send_signal(signal.SIGSTOP)
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGCONT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr
+    (checkpoint,) = (runs / "stop" / "checkpoints").glob("checkpoint-*")
+    stopped_at = int(checkpoint.name.split("-")[1])
+    assert 3 < stopped_at < 8 and stopped_at % sync, f"stopped at step {stopped_at}: the test needs a stop between syncs"
+    resumed = subprocess.run([*args, "--name", "stop", "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, 9))
+    stopped, uninterrupted = (load_file(runs / name / "adapter" / "adapter_model.safetensors") for name in ("stop", "whole"))
+    assert stopped.keys() == uninterrupted.keys()
+    assert any(value.abs().max() > 1e-3 for key, value in uninterrupted.items() if "lora_B" in key)  # it trained
+    for key, value in uninterrupted.items():
+        torch.testing.assert_close(stopped[key], value, rtol=1e-4, atol=1e-5, msg=key)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import time
 
 import pytest
 import torch
 
 from rlsd_cli.errors import BadInputError
 from rlsd_cli.model import LoraSettings, load_model, resolve_model, weights_hash
-from rlsd_cli.runs import Run, describe_run, list_runs
+from rlsd_cli.runs import RUN_LOCK, Run, describe_run, discard_unstarted, list_runs
 
 
 def _base_record(model_dir):
@@ -50,6 +51,76 @@ def test_resume_reuses_and_requires_an_existing_run(runs_root, tiny_model_dir):
         Run.create("sft", name="ghost", root=runs_root, resume=True)
     run = Run.create("sft", name="live", root=runs_root, record=_base_record(tiny_model_dir))
     assert Run.create("sft", name="live", root=runs_root, resume=True).path == run.path
+
+
+def test_resume_refuses_a_finished_run_another_base_or_changed_settings(runs_root, tiny_model_dir):
+    record = _base_record(tiny_model_dir)
+    Run.create("sft", name="r", root=runs_root, record=record)
+    other_base = {**record, "base_model": {"spec": "other", "weights_sha256": "f" * 64}}
+    with pytest.raises(BadInputError, match="trained on .* not on the --model given"):
+        Run.create("sft", name="r", root=runs_root, resume=True, record=other_base)
+    with pytest.raises(BadInputError, match=r"started with --lr 0.0001, not 0.001"):
+        Run.create("sft", name="r", root=runs_root, resume=True, record={**record, "config": {"lr": 1e-3}})
+    # Where and how often it reports may change.
+    Run.create("sft", name="r", root=runs_root, resume=True, record={**record, "config": {"lr": 1e-4, "eval_limit": 5}})
+    (runs_root / "r" / "summary.json").write_text("{}")
+    with pytest.raises(BadInputError, match="finished"):
+        Run.create("sft", name="r", root=runs_root, resume=True, record=record)
+
+
+def _try_resume(root, results):
+    try:
+        Run.create("sft", name="held", root=root, resume=True)
+        results.put("resumed")
+    except BadInputError as exc:
+        results.put(f"refused: {exc}")
+
+
+def test_a_run_in_use_by_another_process_is_refused_until_that_process_ends(runs_root, tiny_model_dir):
+    ctx = multiprocessing.get_context("fork")
+    holder_ready, release = ctx.Event(), ctx.Event()
+
+    def hold():
+        Run.create("sft", name="held", root=runs_root, record=_base_record(tiny_model_dir))
+        holder_ready.set()
+        release.wait(30)
+
+    holder = ctx.Process(target=hold)
+    holder.start()
+    assert holder_ready.wait(30)
+    results = ctx.Queue()
+    for _ in range(2):  # while held, then after the holder has ended (killed: the kernel drops its lock)
+        attempt = ctx.Process(target=_try_resume, args=(runs_root, results))
+        attempt.start()
+        attempt.join(30)
+        outcome = results.get(timeout=5)
+        if holder.is_alive():
+            assert outcome.startswith("refused:") and f"pid {holder.pid}" in outcome, outcome
+            holder.kill()
+            holder.join(30)
+        else:
+            assert outcome == "resumed"
+    with pytest.raises(BadInputError, match="in use"):  # --force must not move a run that is being trained
+        ctx2 = ctx.Process(target=lambda: (Run.create("sft", name="held", root=runs_root, resume=True), release.wait(30)))
+        ctx2.start()
+        time.sleep(1.0)
+        try:
+            Run.create("sft", name="held", root=runs_root, force=True, record=_base_record(tiny_model_dir))
+        finally:
+            ctx2.kill()
+            ctx2.join(30)
+    assert (runs_root / "held" / "run.json").is_file()
+
+
+def test_a_run_that_fails_before_training_is_removed_one_that_trained_is_kept(runs_root):
+    fresh = Run.create("sft", name="fresh", root=runs_root, record={"base_model": {"spec": "x"}})
+    trained = Run.create("sft", name="trained", root=runs_root, record={"base_model": {"spec": "x"}})
+    trained.mark_started()
+    removed = discard_unstarted()
+    assert fresh.path in removed and trained.path not in removed
+    assert not fresh.path.exists() and (trained.path / "run.json").is_file()
+    Run.create("sft", name="fresh", root=runs_root, record={"base_model": {"spec": "x"}})  # the name is free again
+    discard_unstarted()
 
 
 @pytest.mark.parametrize("name", ["a/b", ".hidden", ""])
@@ -114,7 +185,7 @@ def test_adapter_round_trip_gives_identical_logits(runs_root, tiny_model_dir):
     assert sorted(p.name for p in (run.path / "adapter").iterdir() if p.suffix == ".safetensors") == [
         "adapter_model.safetensors"
     ]
-    assert not [p for p in run.path.iterdir() if p.name.startswith(".")]  # no temp folders left behind
+    assert not [p for p in run.path.iterdir() if p.name.startswith(".") and p.name != RUN_LOCK]  # no temp folders left
 
     reloaded = load_model(str(run.path))
     assert reloaded.resolved.kind == "run" and reloaded.resolved.adapter_path == run.path / "adapter"

@@ -49,7 +49,8 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
 def require(record: dict[str, Any], field_name: str, where: str, kind: type | tuple = str) -> Any:
     value = record.get(field_name)
     if value is None or not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
-        raise BadInputError(f"{where}: missing or empty '{field_name}'")
+        raise BadInputError(f"{where}: missing or empty '{field_name}'; give every line a non-empty '{field_name}' "
+                            "or delete that line")
     return value
 
 
