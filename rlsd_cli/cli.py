@@ -90,8 +90,12 @@ def _version(value: bool):
 def main_callback(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
+                                           help="Let a model folder's own Python code run when it loads (off: never)."),
 ):
     _state["json"] = json_out
+    if trust_remote_code:
+        os.environ["RLSD_TRUST_REMOTE_CODE"] = "1"
     if not console.stderr.is_terminal:
         # Progress bars in a log file are noise; rich/plain status lines still say what is happening.
         os.environ.setdefault("TQDM_DISABLE", "1")

@@ -133,16 +133,32 @@ def weights_hash(model_dir: Path) -> str:
     return memo[key]
 
 
+@contextlib.contextmanager
+def _file_lock(path: Path, waiting_message: str):
+    """Hold a file lock; say so when another process has it, so a wait never looks like a hang."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(waiting_message)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def convert_gguf(gguf_file: Path, out_dir: Path, *, source: dict[str, Any] | None = None) -> Path:
     """Dequantise a GGUF file once into a safetensors folder; safe against concurrent callers and crashes.
 
     The folder appears in one rename (a crash leaves nothing half-written) and a file lock makes a
     second process wait for the first conversion instead of racing it.
     """
-    from filelock import FileLock
-
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out_dir.parent / f".{out_dir.name}.lock")):
+    with _file_lock(out_dir.parent / f".{out_dir.name}.lock", f"{out_dir.name}: another process is preparing this "
+                    "model; waiting for it to finish"):
         if _conversion_format(out_dir) == CONVERSION_FORMAT:
             return out_dir
         if out_dir.exists():  # an older layout: converted again, the old folder removed once replaced
@@ -494,10 +510,15 @@ class LoadedModel:
         }
 
 
+def remote_code_allowed() -> bool:
+    """Python shipped inside a model folder runs only after `rlsd --trust-remote-code ...` (never by default)."""
+    return os.environ.get("RLSD_TRUST_REMOTE_CODE") == "1"
+
+
 def load_tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=remote_code_allowed())
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # Training pads on the right; batched generation switches to the left (see chat_format.left_padding).
@@ -512,7 +533,6 @@ def load_model(
     device: str | None = None,
     lora: LoraSettings | None = None,
     trainable: bool = False,
-    trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load a spec's weights (and adapter, for runs) with the chosen precision.
 
@@ -524,7 +544,8 @@ def load_model(
 
     resolved = resolve_model(spec)
     precision = choose_precision(quant, device)
-    kwargs: dict[str, Any] = {"dtype": precision.torch_dtype(), "trust_remote_code": trust_remote_code, "use_safetensors": True}
+    kwargs: dict[str, Any] = {"dtype": precision.torch_dtype(), "trust_remote_code": remote_code_allowed(),
+                              "use_safetensors": True}
     if precision.quant == "4bit":
         compute = torch.bfloat16 if precision.autocast_dtype == "bfloat16" else torch.float32
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -540,6 +561,9 @@ def load_model(
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
     except (OSError, ValueError) as exc:
+        if "trust_remote_code" in str(exc):
+            raise BadInputError(f"{resolved.path}: this model needs its own Python code to load; read it, and if you "
+                                "trust it run `rlsd --trust-remote-code ...`") from None
         raise RlsdError(f"{resolved.path}: could not load the model ({str(exc).splitlines()[0][:200]})") from None
     if precision.quant == "none":
         model.to(precision.device)

@@ -25,6 +25,7 @@ from .errors import BadInputError
 from .fsutil import (
     append_jsonl,
     atomic_write_json,
+    atomic_write_text,
     dir_size_bytes,
     replace_directory,
     sibling_tempdir,
@@ -167,6 +168,17 @@ class Run:
                 with contextlib.suppress(ValueError):  # a torn last line after a crash
                     rows.append(json.loads(line))
         return rows
+
+    def drop_metrics_after(self, step: int) -> int:
+        """Rows logged after `step` describe training a crash threw away (a resume redoes those steps): move
+        them to metrics-discarded.jsonl so each step appears once in metrics.jsonl. Returns how many moved."""
+        rows = self.metrics()
+        kept, dropped = [r for r in rows if r.get("step", 0) <= step], [r for r in rows if r.get("step", 0) > step]
+        if dropped:
+            for row in dropped:
+                append_jsonl(self.path / "metrics-discarded.jsonl", row)
+            atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+        return len(dropped)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / "summary.json", summary)

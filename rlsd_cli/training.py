@@ -198,6 +198,9 @@ def train(trainer, run: Run, resume: bool) -> None:
     checkpoint = latest_checkpoint(run) if resume else None
     if resume and checkpoint is None:
         say(f"{run.path}: no checkpoint yet; starting from the beginning")
+        run.drop_metrics_after(0)
+    elif checkpoint is not None:
+        run.drop_metrics_after(int(checkpoint.name.rsplit("-", 1)[-1]))
     stopper = StopAtStepEnd()
     trainer.add_callback(stopper)
     try:

@@ -151,6 +151,7 @@ def test_two_processes_convert_the_embedded_model_once(tmp_path):
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outputs]
     infos = [json.loads(o[0]) for o in outputs]
     assert infos[0]["weights_sha256"] == infos[1]["weights_sha256"]
-    assert sum("converting" in o[1] for o in outputs) == 1  # the second waited on the lock
+    assert sum("converting" in o[1] for o in outputs) == 1
+    assert sum("waiting for it to finish" in o[1] for o in outputs) == 1  # the second waited on the lock, and said so
     folder = tmp_path / "home" / "models"
     assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock")) == ["smollm2-135m"]

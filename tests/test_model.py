@@ -162,3 +162,27 @@ def test_no_network_needed_for_a_local_path(tiny_model_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert load_model(str(tiny_model_dir)).model is not None
     assert os.environ["HF_HUB_DISABLE_TELEMETRY"] == "1"
+
+
+def test_a_model_with_its_own_code_loads_only_with_the_explicit_flag(tiny_model_dir, tmp_path):
+    import shutil
+
+    from conftest import run_cli
+
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="rlsd_custom_test", auto_map={"AutoConfig": "configuration_custom.CustomConfig",
+                                                           "AutoModelForCausalLM": "configuration_custom.CustomModel"})
+    (folder / "config.json").write_text(json.dumps(config))
+    marker = tmp_path / "code-ran"
+    (folder / "configuration_custom.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import LlamaConfig, LlamaForCausalLM\n"
+        "class CustomConfig(LlamaConfig):\n    model_type = 'rlsd_custom_test'\n"
+        "class CustomModel(LlamaForCausalLM):\n    config_class = CustomConfig\n")
+    refused = run_cli("chat", "-p", "hi", "--max-new-tokens", "1", "--model", str(folder))
+    assert refused.returncode == 2 and "--trust-remote-code" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not marker.exists()
+    allowed = run_cli("--trust-remote-code", "chat", "-p", "hi", "--max-new-tokens", "1", "--model", str(folder))
+    assert marker.exists(), allowed.stderr  # the folder's code ran, as asked

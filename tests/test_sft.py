@@ -110,7 +110,7 @@ def _stoppable_sft(tiny_model_dir, runs: Path) -> list[str]:
     chat = Path(__file__).parent / "data" / "chat_small.jsonl"
     return [str(Path(sys.executable).with_name("rlsd")), "sft", str(DOCS), "--model", str(tiny_model_dir), "--runs-dir",
             str(runs), "--chat-data", str(chat), "--batch-size", "2", "--max-length", "64", "--chunk-overlap", "8",
-            "--max-steps", "120"]
+            "--max-steps", "60"]
 
 
 @pytest.fixture(scope="module")
@@ -144,15 +144,51 @@ def test_stop_saves_a_checkpoint_and_resume_ends_with_the_uninterrupted_adapter(
     checkpoints = list((runs / "stop" / "checkpoints").glob("checkpoint-*"))
     assert len(checkpoints) == 1 and (checkpoints[0] / "adapter_model.safetensors").is_file()
     stopped_at = int(checkpoints[0].name.split("-")[1])
-    assert 0 < stopped_at < 120
+    assert 0 < stopped_at < 60
     assert not (runs / "stop" / "adapter").exists()  # a stopped run has no final adapter
 
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
-    assert steps == list(range(1, 121))  # resumed right after the checkpointed step, nothing lost or repeated
+    assert steps == list(range(1, 61))  # resumed right after the checkpointed step, nothing lost or repeated
     resumed_adapter = load_file(runs / "stop" / "adapter" / "adapter_model.safetensors")
     assert resumed_adapter.keys() == uninterrupted_adapter.keys()
+    for key, value in uninterrupted_adapter.items():
+        torch.testing.assert_close(resumed_adapter[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_kill_9_at_any_moment_leaves_a_usable_run_that_resumes_to_the_uninterrupted_adapter(tiny_model_dir, tmp_path,
+                                                                                          uninterrupted_adapter):
+    """SIGKILL gives no chance to clean up. Kill the run twice, each time just as a checkpoint folder appears (so
+    mid-save, or a moment after), and check after each kill: no final adapter, the newest complete checkpoint is
+    a real one; then --resume twice more ends with the adapter of a run never killed, each step logged once."""
+    from safetensors.torch import load_file
+
+    from rlsd_cli.runs import Run
+    from rlsd_cli.training import latest_checkpoint
+
+    runs = tmp_path / "runs"
+    args = [*_stoppable_sft(tiny_model_dir, runs), "--name", "killed", "--save-every", "7"]
+    checkpoints = runs / "killed" / "checkpoints"
+    for attempt, (kill_when_step, delay) in enumerate([(14, 0.0), (35, 0.05)]):
+        process = subprocess.Popen([*args, *(["--resume"] if attempt else [])], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while process.poll() is None and time.time() < deadline and not (checkpoints / f"checkpoint-{kill_when_step}").exists():
+            time.sleep(0.005)
+        time.sleep(delay)
+        process.kill()
+        process.communicate(timeout=60)
+        assert process.returncode == -signal.SIGKILL
+        assert not (runs / "killed" / "adapter").exists() and not (runs / "killed" / "summary.json").exists()
+        newest = latest_checkpoint(Run(runs / "killed"))
+        assert newest is not None and int(newest.name.split("-")[1]) >= kill_when_step - 7
+        load_file(newest / "adapter_model.safetensors")  # a complete, readable adapter
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [json.loads(line)["step"] for line in (runs / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 61))  # rows of steps redone after a kill are not doubled
+    resumed_adapter = load_file(runs / "killed" / "adapter" / "adapter_model.safetensors")
     for key, value in uninterrupted_adapter.items():
         torch.testing.assert_close(resumed_adapter[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
