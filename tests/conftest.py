@@ -90,3 +90,34 @@ def run_cli(*args: str, cwd: Path | None = None, env_extra: dict | None = None, 
     return subprocess.run(
         [str(rlsd), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
     )
+
+
+def stop_when_logged(args: list[str], metrics: Path, rows: int, stop_signal: int = 15, freeze: bool = False):
+    """Start `args`, wait until `metrics` has `rows` lines, send `stop_signal`; returns (returncode, stderr).
+    `freeze` stops the process first (SIGSTOP/SIGCONT around the signal) so it is caught in the next step."""
+    import signal
+    import time
+
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while process.poll() is None and time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < rows):
+        time.sleep(0.01)
+    if freeze:
+        process.send_signal(signal.SIGSTOP)
+    process.send_signal(stop_signal)
+    if freeze:
+        process.send_signal(signal.SIGCONT)
+    _, stderr = process.communicate(timeout=300)
+    return process.returncode, stderr
+
+
+def assert_same_adapter(folder_a: Path, folder_b: Path) -> None:
+    """Two runs' final adapters hold the same tensors within float tolerance, and training moved them."""
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = (load_file(Path(f) / "adapter" / "adapter_model.safetensors") for f in (folder_a, folder_b))
+    assert a.keys() == b.keys()
+    assert any(value.abs().max() > 1e-4 for key, value in b.items() if "lora_B" in key)  # it trained
+    for key, value in b.items():
+        torch.testing.assert_close(a[key], value, rtol=1e-4, atol=1e-5, msg=key)

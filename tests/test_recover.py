@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import assert_same_adapter, run_cli, stop_when_logged
 from rlsd_cli.errors import BadInputError
 from rlsd_cli.recover import RecoverConfig, step_prompts
 from rlsd_cli.teachers import AdapterOffTeacher, SnapshotTeacher, completion_logps, eval_mode
@@ -220,3 +222,23 @@ def test_keep_with_sft_needs_answers_and_says_so(tiny_sft_run, tmp_path):
                      "--steps", "1", "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2
     assert "q.jsonl:1" in result.stderr and "'answer'" in result.stderr and "--keep-with distill" in result.stderr
+
+
+def test_stopped_and_resumed_ends_with_the_uninterrupted_adapter(tiny_sft_run, tmp_path):
+    """Ctrl-C mid-run, then --resume: the same prompts and samples from the stop on (data position and RNG come
+    back from the checkpoint), so the same adapter as a run that was never stopped."""
+    runs = tmp_path / "runs"
+    args = [str(Path(sys.executable).with_name("rlsd")), "recover", "--from", str(tiny_sft_run), "--steps", "8",
+            "--max-new-tokens", "12", "--keep-with", "distill", "--lr", "0.01", "--runs-dir", str(runs)]
+    whole = run_cli(*args[1:], "--name", "whole")
+    assert whole.returncode == 0, whole.stderr
+    returncode, stderr = stop_when_logged([*args, "--name", "stop"], runs / "stop" / "metrics.jsonl", rows=3,
+                                          stop_signal=signal.SIGINT)
+    assert returncode == 130 and "--resume" in stderr, stderr
+    (checkpoint,) = (runs / "stop" / "checkpoints").glob("checkpoint-*")
+    assert 0 < int(checkpoint.name.split("-")[1]) < 8
+    resumed = run_cli(*args[1:], "--name", "stop", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [json.loads(x)["step"] for x in (runs / "stop" / "metrics.jsonl").read_text().splitlines()]
+    assert [s for s in steps if s > 0] == list(range(1, 9))
+    assert_same_adapter(runs / "stop", runs / "whole")
