@@ -14,7 +14,7 @@ import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
-from . import __version__, console  # noqa: E402
+from . import __version__, console, distributed  # noqa: E402
 from .errors import EXIT_INTERRUPTED, RlsdError  # noqa: E402
 from .model import DEFAULT_MODEL, QUANT_CHOICES  # noqa: E402
 from .reason import ReasonConfig  # noqa: E402
@@ -44,6 +44,19 @@ class _Group(TyperGroup):
             _fail(f"{where}{exc.strerror or exc}; check the path, its permissions and the free disk space", 2)
 
 
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """argv without `option VALUE` / `option=VALUE`."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
+
+
 def _fail(message: str, code: int):
     from .runs import discard_unstarted
 
@@ -53,6 +66,7 @@ def _fail(message: str, code: int):
     if _state["json"] and not _state.get("reported"):
         console.print_json({"error": message, "exit_code": code})
     print(f"rlsd: error: {message}", file=sys.stderr, flush=True)
+    distributed.record_exit_code(code)
     raise typer.Exit(code)
 
 
@@ -92,8 +106,12 @@ def main_callback(
     version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
                                            help="Let a model folder's own Python code run when it loads (off: never)."),
+    num_processes: int = typer.Option(1, "--num-processes", min=1,
+                                      help="Train in N processes through accelerate launch (GPUs, or CPU with gloo)."),
 ):
     _state["json"] = json_out
+    if num_processes > 1 and not os.environ.get(distributed.LAUNCHED):
+        raise typer.Exit(distributed.relaunch(num_processes, _without_option(sys.argv[1:], "--num-processes")))
     if trust_remote_code:
         os.environ["RLSD_TRUST_REMOTE_CODE"] = "1"
     if not console.stderr.is_terminal:
@@ -313,6 +331,8 @@ def sft(
     values = apply_recipe(ctx, recipe, locals())
     require(values, "docs", "DOCS")
     result = run_sft(SFTConfig(**config_kwargs(SFTConfig, values, eval=values["eval_suite"])))
+    if not distributed.is_main_process():  # rank 0 reports for all
+        return
     if _json(json_out):
         console.print_json(result)
         return
@@ -396,6 +416,8 @@ def recover(
     values = apply_recipe(ctx, recipe, locals())
     require(values, "from_run", "--from")
     result = run_recover(RecoverConfig(**config_kwargs(RecoverConfig, values, eval=values["eval_suite"])))
+    if not distributed.is_main_process():  # rank 0 reports for all
+        return
     if _json(json_out):
         console.print_json(result)
         return
@@ -460,6 +482,8 @@ def reason(
     values = apply_recipe(ctx, recipe, locals())
     require(values, "data", "--data")
     result = run_reason(ReasonConfig(**config_kwargs(ReasonConfig, values, lora_alpha=2 * values["lora_r"])))
+    if not distributed.is_main_process():  # rank 0 reports for all
+        return
     if _json(json_out):
         console.print_json(result)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -13,7 +14,9 @@ stderr = Console(stderr=True, soft_wrap=True)
 
 
 def say(message: str) -> None:
-    """A status line for a person; stderr keeps stdout clean for --json and pipes."""
+    """A status line for a person; stderr keeps stdout clean for --json and pipes. Rank 0 speaks for all."""
+    if os.environ.get("RANK", "0") != "0":
+        return
     if stderr.is_terminal:
         stderr.print(f"[dim]{message}[/dim]", highlight=False)
     else:

@@ -141,7 +141,12 @@ def check_eval_data(configs) -> None:
 
 
 def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
-    """Score `config.model` (or `config.responses`) on `config.suite`; returns the report."""
+    """Score `config.model` (or `config.responses`) on `config.suite`; returns the report. Under several
+    training processes only rank 0 scores (the others get an empty report)."""
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        return {"metrics": {}}
     suite = get_suite(config.suite)
     items = suite.load(config.data)
     data_id = {"path": str(config.data), "sha256": _sha256_file(config.data)} if config.data else {"hub": suite.hub_dataset}

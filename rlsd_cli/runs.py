@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInputError
+from .distributed import is_main_process, wait_for_everyone, world_size
+from .errors import BadInputError, RlsdError
 from .fsutil import (
     append_jsonl,
     atomic_write_json,
@@ -56,7 +57,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def default_run_name(verb: str) -> str:
-    return f"{verb}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return f"{verb}-{os.environ.get('RLSD_RUN_STAMP') or time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def run_path(name_or_path: str | Path, root: Path | None = None) -> Path:
@@ -100,7 +101,23 @@ class Run:
         record: dict[str, Any] | None = None,
     ) -> Run:
         """Make runs/<name>/ and write run.json. An existing run is an error unless `resume` (reuse it)
-        or `force` (move the old one to runs/.trash/ first: nothing is deleted)."""
+        or `force` (move the old one to runs/.trash/ first: nothing is deleted). With several processes rank 0
+        makes it and the others use it."""
+        if world_size() > 1:
+            if is_main_process():
+                run = cls._create_here(verb, name=name, root=root, force=force, resume=resume, record=record)
+                wait_for_everyone()
+                return run
+            wait_for_everyone()
+            path = (root or RUNS_ROOT) / (name or default_run_name(verb))
+            if not (path / RUN_RECORD).is_file():
+                raise RlsdError(f"{path}: rank 0 did not make this run folder")
+            return cls(path)
+        return cls._create_here(verb, name=name, root=root, force=force, resume=resume, record=record)
+
+    @classmethod
+    def _create_here(cls, verb: str, *, name: str | None, root: Path | None, force: bool, resume: bool,
+                     record: dict[str, Any] | None) -> Run:
         root = root or RUNS_ROOT
         name = default_run_name(verb) if name is None else name
         if not name or "/" in name or name.startswith("."):
@@ -158,6 +175,8 @@ class Run:
             _unstarted.remove(self.path)
 
     def log_metrics(self, step: int, **metrics: Any) -> None:
+        if not is_main_process():  # Trainer and TRL already reduced the values across ranks
+            return
         append_jsonl(self.path / "metrics.jsonl", {"step": step, "time": round(time.time(), 3), **metrics})
 
     def metrics(self) -> list[dict[str, Any]]:
@@ -172,6 +191,8 @@ class Run:
     def drop_metrics_after(self, step: int) -> int:
         """Rows logged after `step` describe training a crash threw away (a resume redoes those steps): move
         them to metrics-discarded.jsonl so each step appears once in metrics.jsonl. Returns how many moved."""
+        if not is_main_process():
+            return 0
         rows = self.metrics()
         kept, dropped = [r for r in rows if r.get("step", 0) <= step], [r for r in rows if r.get("step", 0) > step]
         if dropped:
@@ -181,6 +202,8 @@ class Run:
         return len(dropped)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        if not is_main_process():
+            return
         atomic_write_json(self.path / "summary.json", summary)
 
     def summary(self) -> dict[str, Any] | None:
@@ -191,6 +214,9 @@ class Run:
     def save_adapter(self, model, tokenizer=None) -> Path:
         """Write the PEFT adapter to adapter/ in one rename (the previous one stays until the new one is in)."""
         final = self.path / "adapter"
+        if not is_main_process():
+            wait_for_everyone()  # the others go on once rank 0's adapter is in place (they may load it)
+            return final
         # A fresh temporary name each time: a folder left by a killed save never blocks the next one.
         tmp = sibling_tempdir(final)
         try:
@@ -201,6 +227,7 @@ class Run:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        wait_for_everyone()
         return final
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from .augment import QAPair, model_pairs, rule_based_pairs
 from .chat_format import tokenize_conversation
 from .console import say
+from .distributed import is_main_process
 from .errors import BadInputError
 from .fsutil import atomic_write_text
 from .ingest import Corpus, read_corpus
@@ -186,7 +187,6 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig
-    from trl import SFTTrainer
 
     from .evaluate import check_eval_data, run_eval
     from .model import LoadedModel, load_model, resolve_model, weights_hash
@@ -232,9 +232,10 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
         chat_info["augment_model"] = model_info
 
     # `recover` distills these questions from a snapshot of this run's adapter to keep what it learned.
-    atomic_write_text(run.path / "knowledge_prompts.jsonl", "".join(
-        json.dumps({"prompt": p.question, "answer": p.answer, "kind": p.kind, "source": p.source}) + "\n"
-        for p in the_plan.qa_pairs + extra_pairs))
+    if is_main_process():
+        atomic_write_text(run.path / "knowledge_prompts.jsonl", "".join(
+            json.dumps({"prompt": p.question, "answer": p.answer, "kind": p.kind, "source": p.source}) + "\n"
+            for p in the_plan.qa_pairs + extra_pairs))
     qa_examples = [chat_example(tokenizer, p.messages(), config.max_length, f"qa-{p.kind}", p.source) for p in the_plan.qa_pairs + extra_pairs]
     examples = the_plan.chunks + [e for e in qa_examples if e] + the_plan.data_chats + chats
     rng = random.Random(config.seed)
@@ -268,8 +269,7 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
         train_sampling_strategy="group_by_length",
         dataset_num_proc=None,
     )
-    trainer_class = _plain_loss_trainer_class() if loaded.precision.device == "cpu" else SFTTrainer
-    trainer = trainer_class(model=loaded.model, args=args, train_dataset=dataset, processing_class=tokenizer,
+    trainer = _trainer_class(plain_loss=loaded.precision.device == "cpu")(model=loaded.model, args=args, train_dataset=dataset, processing_class=tokenizer,
                             callbacks=[RunLogger(run, "sft")])
     say(f"sft: {len(examples)} examples ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}), "
         f"{trainer.state.max_steps or 'computing'} steps")
@@ -312,22 +312,34 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
     return summary
 
 
-def _plain_loss_trainer_class():
+def _trainer_class(plain_loss: bool):
     from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
     from trl import SFTTrainer
 
-    class PlainLossSFTTrainer(SFTTrainer):
-        """SFTTrainer with Trainer's plain loss: one forward with the full logits.
+    class DocumentSFTTrainer(SFTTrainer):
+        """SFTTrainer whose length-grouped order is drawn for the global batch (per-device batch x accumulation x
+        processes) rather than one device's, so N processes see the batches one process would (Trainer sizes
+        the groups per device, which reorders the data whenever the process count changes)."""
 
-        TRL's fused LM head projects the vocabulary in tiles and adds per-token entropy and top-1; that saves
-        memory on a GPU, but on this CPU it measured 1.5x slower than the plain forward (263 vs 385 tokens/s,
-        SmolLM2-135M + LoRA, batch 8 x 80, bf16 autocast), and memory is not what limits a CPU run.
-        """
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length" or dataset is None:
+                return super()._get_train_sampler(train_dataset)
+            global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * max(1, self.args.world_size)
+            return LengthGroupedSampler(global_batch, dataset=dataset, lengths=[len(x) for x in dataset["input_ids"]])
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            """On a CPU, Trainer's plain loss: one forward with the full logits. TRL's fused LM head projects the
+            vocabulary in tiles and adds per-token entropy and top-1; that saves memory on a GPU, but on this CPU it
+            measured 1.5x slower than the plain forward (263 vs 385 tokens/s, SmolLM2-135M + LoRA, batch 8 x 80,
+            bf16 autocast), and memory is not what limits a CPU run."""
+            if plain_loss:
+                return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
-    return PlainLossSFTTrainer
+    return DocumentSFTTrainer
 
 
 def _eval_configs(config: SFTConfig) -> dict[str, Any]:

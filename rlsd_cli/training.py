@@ -54,6 +54,8 @@ def common_trainer_kwargs(precision, run: Run, seed: int, save_every: int, check
         "save_steps": save_every if save_every > 0 else 500,
         "save_only_model": False,
         "dataloader_num_workers": 0,
+        # Under several processes: every LoRA parameter gets a gradient each step, so DDP need not search for unused ones.
+        "ddp_find_unused_parameters": False,
         "disable_tqdm": True,
         "include_num_input_tokens_seen": "non_padding",
     }
@@ -68,7 +70,7 @@ class RunLogger(TrainerCallback):
         self._last_report = -1.0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "train_loss" in logs:  # the end-of-training summary, not a step
+        if not logs or "train_loss" in logs or not state.is_world_process_zero:  # a summary, or not rank 0
             return
         row = {k: _number(v) for k, v in logs.items() if k not in ("train_runtime", "train_tokens_per_second")}
         row["tokens_seen"] = int(getattr(state, "num_input_tokens_seen", 0) or 0)
@@ -89,8 +91,8 @@ class PeriodicEval(TrainerCallback):
         self.every, self.eval_configs, self.loaded, self.run = every, eval_configs, loaded, run
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.every or state.global_step == state.max_steps:
-            return  # the final step is scored by the verb's after-training evaluation
+        if state.global_step % self.every or state.global_step == state.max_steps or not state.is_world_process_zero:
+            return  # the final step is scored by the verb's after-training evaluation; rank 0 scores for all
         from .evaluate import score_in_memory
 
         row = {}
@@ -244,6 +246,10 @@ def plot_series(series: dict[str, list[tuple[float, float]]], target: Path, titl
 def plot_series_grid(grid: dict[str, dict[str, list[tuple[float, float]]]], target: Path, title: str | None = None,
                      ylabel: str | None = None) -> Path | None:
     """Panels (title -> {label: [(step, value)]}) in a grid of at most 3 columns, written atomically."""
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        return target
     grid = {name: {label: pts for label, pts in series.items() if pts} for name, series in grid.items()}
     grid = {name: series for name, series in grid.items() if series}
     if not grid:
