@@ -85,6 +85,8 @@ app.add_typer(runs_app, name="runs")
 JSON_HELP = "Print one JSON object instead of tables."
 ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: smollm2-135m, a folder, a .gguf, runs/NAME or a hub id.")
 QuantOpt = typer.Option("auto", "--quant", help=f"Weights precision: {'|'.join(QUANT_CHOICES)}.")
+GenerationOpt = typer.Option("transformers", "--generation",
+                             help="Rollouts with transformers (default) or vllm (GPU; the optional vllm extra).")
 RecipeOpt = typer.Option(None, "--recipe", help="YAML file (or a shipped recipe's name) whose keys are this command's flags; flags given here win.")
 RunsDirOpt = typer.Option(None, "--runs-dir", help="Where run folders live (default: ./runs, or $RLSD_RUNS).")
 
@@ -407,6 +409,7 @@ def recover(
     eval_limit: int | None = typer.Option(None, "--eval-limit", help="Seeded sample of N items for the --eval suite."),
     eval_max_new_tokens: int | None = typer.Option(None, "--eval-max-new-tokens", help="Most tokens per --eval response."),
     eval_every: int = typer.Option(_REC["eval_every"], "--eval-every", help="Also score every N steps into metrics.jsonl (0: off)."),
+    generation: str = GenerationOpt,
     recipe: str | None = RecipeOpt,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
@@ -473,6 +476,7 @@ def reason(
     test_data: Path | None = typer.Option(None, "--test-data", help="Held-out problems (default: test.jsonl beside --data)."),
     eval_limit: int | None = typer.Option(_RSN["eval_limit"], "--eval-limit", help="Seeded sample of N held-out problems."),
     eval_every: int = typer.Option(_RSN["eval_every"], "--eval-every", help="Also score the held-out split every N steps (0: off)."),
+    generation: str = GenerationOpt,
     recipe: str | None = RecipeOpt,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):

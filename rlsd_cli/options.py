@@ -43,3 +43,29 @@ class EvalOptions:
             raise BadInputError(f"--eval-limit must be a positive integer, got {self.eval_limit}")
         if self.eval_max_new_tokens is not None and self.eval_max_new_tokens <= 0:
             raise BadInputError(f"--eval-max-new-tokens must be a positive integer, got {self.eval_max_new_tokens}")
+
+
+GENERATION_ENGINES = ("transformers", "vllm")
+
+
+@dataclass(kw_only=True)
+class RolloutOptions:
+    """How the on-policy verbs sample (recover, reason): transformers `generate` (default) or vLLM through TRL's
+    integration (GPU, the optional `vllm` extra), colocated with training in the same processes."""
+
+    generation: str = "transformers"
+
+    def __post_init__(self):
+        if self.generation not in GENERATION_ENGINES:
+            raise BadInputError(f"--generation {self.generation!r}: choose {' or '.join(GENERATION_ENGINES)}")
+        if self.generation == "vllm":
+            import importlib.util
+
+            if importlib.util.find_spec("vllm") is None:
+                raise BadInputError("--generation vllm: vLLM is not installed; install the extra with "
+                                    "`pip install 'rlsd[vllm]'` on a machine with a CUDA GPU, or leave the default "
+                                    "(transformers)")
+
+    def generation_kwargs(self) -> dict:
+        """The TRL config fields that pick the engine."""
+        return {"use_vllm": self.generation == "vllm", "vllm_mode": "colocate"}

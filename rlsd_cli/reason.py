@@ -24,7 +24,7 @@ from typing import Any
 from .console import say
 from .errors import BadInputError
 from .model import DEFAULT_MODEL
-from .options import RunOptions
+from .options import RolloutOptions, RunOptions
 
 ALGOS = ("rlsd", "grpo", "opsd")
 PRIVILEGED = ("answer", "solution")
@@ -52,7 +52,7 @@ LEAKAGE = re.compile(r"reference (?:solution|answer)|the (?:given|provided) (?:s
 
 
 @dataclass
-class ReasonConfig(RunOptions):
+class ReasonConfig(RunOptions, RolloutOptions):
     data: Path  # a folder with train.jsonl (and test.jsonl), or one JSONL file of training problems
     model: str = DEFAULT_MODEL
     verifier: list[str] = field(default_factory=lambda: ["math"])
@@ -82,6 +82,7 @@ class ReasonConfig(RunOptions):
 
     def __post_init__(self):
         RunOptions.__post_init__(self)
+        RolloutOptions.__post_init__(self)
         self.data = Path(self.data)
         if isinstance(self.verifier, str):
             self.verifier = [self.verifier]
@@ -229,7 +230,10 @@ def _trainer_class():
             output = super()._generate_and_score_completions(inputs)
             # The paper's advantage (unbiased std, eps 1e-6), from the same rewards TRL computed.
             rewards = (self._rewards * self.reward_weights.to(self._rewards.device).unsqueeze(0)).nansum(dim=1)
-            output["advantages"] = group_advantages(rewards, self.num_generations).to(output["completion_ids"].device)
+            # The rewards are gathered from every process (a group may span them); this process keeps its rows.
+            rows = output["completion_ids"].size(0)
+            mine = slice(self.accelerator.process_index * rows, (self.accelerator.process_index + 1) * rows)
+            output["advantages"] = group_advantages(rewards, self.num_generations)[mine].to(output["completion_ids"].device)
             self._metrics["train"]["accuracy"].append((rewards > 0.5).float().mean().item())
             if self.algo != "grpo":
                 output["teacher_logps"] = self._informed_logps(inputs, output)
@@ -294,6 +298,17 @@ def _trainer_class():
 
 
 
+def _per_process_rollouts(config: ReasonConfig) -> int:
+    """--prompts-per-step is per optimizer step over all processes; each process samples its share."""
+    from .distributed import world_size
+
+    rollouts, processes = config.prompts_per_step * config.num_generations, world_size()
+    if rollouts % processes:
+        raise BadInputError(f"--prompts-per-step x --num-generations ({rollouts}) must divide evenly among "
+                            f"--num-processes {processes}")
+    return rollouts // processes
+
+
 def run_reason(config: ReasonConfig) -> dict[str, Any]:
     from datasets import Dataset
     from trl import GRPOConfig
@@ -356,7 +371,8 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
     reward.__name__ = "verifier"
     args = GRPOConfig(
         **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every, checkpointing=True),
-        per_device_train_batch_size=config.prompts_per_step * config.num_generations,
+        per_device_train_batch_size=_per_process_rollouts(config),
+        **config.generation_kwargs(),
         gradient_accumulation_steps=1,
         num_generations=config.num_generations,
         learning_rate=config.lr,

@@ -24,7 +24,7 @@ from typing import Any
 
 from .console import say
 from .errors import BadInputError
-from .options import EvalOptions, RunOptions
+from .options import EvalOptions, RolloutOptions, RunOptions
 
 METHODS = ("distill", "sft-self")
 DIVERGENCES = ("sampled", "full")
@@ -34,7 +34,7 @@ SNAPSHOT_ADAPTER = "sft_snapshot"
 
 
 @dataclass
-class RecoverConfig(RunOptions, EvalOptions):
+class RecoverConfig(RunOptions, EvalOptions, RolloutOptions):
     from_run: Path
     teacher: str = "base"  # base | a model spec or run folder with the same tokenizer
     teacher_precision: str = "same"  # same | full (a separate full-precision copy of the base for a 4-bit student)
@@ -56,6 +56,7 @@ class RecoverConfig(RunOptions, EvalOptions):
     def __post_init__(self):
         RunOptions.__post_init__(self)
         EvalOptions.__post_init__(self)
+        RolloutOptions.__post_init__(self)
         self.from_run = Path(self.from_run)
         if self.method not in METHODS:
             raise BadInputError(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")
@@ -416,6 +417,7 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
     args = DistillationConfig(
         **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every, checkpointing=True),
         per_device_train_batch_size=config.prompts_per_step * config.samples_per_prompt,
+        **config.generation_kwargs(),
         gradient_accumulation_steps=1,
         learning_rate=config.lr,
         max_steps=config.steps,

@@ -50,3 +50,33 @@ def test_a_bad_flag_under_several_processes_is_still_one_line_and_exit_2(tmp_pat
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rlsd: error:") and "--chunk-overlap" in lines[0], result.stderr
+
+
+def test_two_process_reason_logs_each_step_once(tiny_model_dir, tmp_path):
+    from rlsd_cli.mathgen import write_math_data
+
+    write_math_data(tmp_path / "arith", n=24, seed=0)
+    runs = tmp_path / "runs"
+    result = run_cli("--num-processes", "2", "reason", "--data", str(tmp_path / "arith"), "--model", str(tiny_model_dir),
+                     "--steps", "2", "--num-generations", "4", "--prompts-per-step", "2", "--max-new-tokens", "8",
+                     "--eval-limit", "2", "--runs-dir", str(runs), "--name", "rs", "--json", env_extra=TWO)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 2 and _steps(runs / "rs") == [1, 2]
+    rows = [json.loads(x) for x in (runs / "rs" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["num_tokens"] > 0 and "w/mean" in r for r in rows)
+
+
+def test_vllm_generation_without_vllm_installed_is_a_clear_error(tmp_path):
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    for verb in (["reason", "--data", str(tmp_path)], ["recover", "--from", str(tmp_path)]):
+        result = run_cli(*verb, "--generation", "vllm")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and "rlsd[vllm]" in lines[0], result.stderr
+    result = run_cli("reason", "--data", str(tmp_path), "--generation", "tgi")
+    assert result.returncode == 2 and "choose transformers or vllm" in result.stderr
