@@ -526,6 +526,12 @@ def load_tokenizer(model_dir: Path):
     return tokenizer
 
 
+def _sharded_weights() -> bool:
+    """Launched by accelerate with FSDP or DeepSpeed ZeRO-3 (each shards the weights across processes)."""
+    return (os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+            or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
+
+
 def load_model(
     spec: str | None = None,
     *,
@@ -553,6 +559,9 @@ def load_model(
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
+            # FSDP and ZeRO-3 shard only float tensors: the packed 4-bit weights are stored in the compute dtype
+            # there (bitsandbytes' FSDP-QLoRA guide); elsewhere the default uint8 storage.
+            bnb_4bit_quant_storage=compute if _sharded_weights() else torch.uint8,
         )
     elif precision.quant == "8bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)

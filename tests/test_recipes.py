@@ -85,3 +85,14 @@ def test_recipes_list_and_show():
     assert {"cpu-sft", "cpu-recover", "cpu-reason"} <= {r["name"] for r in listed}
     shown = run_cli("recipes", "show", "cpu-recover")
     assert shown.returncode == 0 and "teacher: base" in shown.stdout
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "recipes" / "accelerate").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_accelerate_configs_parse_and_state_their_memory(path):
+    import yaml
+
+    config = yaml.safe_load(path.read_text())
+    assert config["distributed_type"] in {"MULTI_GPU", "DEEPSPEED", "FSDP"} and config["num_processes"] >= 2
+    if config["distributed_type"] != "MULTI_GPU":
+        assert "Expected per GPU" in path.read_text() and "not measured" in path.read_text()
