@@ -76,7 +76,7 @@ def chunk_texts(model_dir: Path, max_length: int) -> list[str]:
     from rlsd_cli.sft import document_chunks
 
     tokenizer = load_tokenizer(model_dir)
-    chunks = document_chunks(read_corpus(DOCS), tokenizer, max_length, 32)
+    chunks = document_chunks(read_corpus(DOCS), tokenizer, max_length, max_length // 8)
     return [tokenizer.decode(c["input_ids"], skip_special_tokens=True) for c in chunks]
 
 
@@ -97,7 +97,7 @@ def main() -> None:
         exe = Path(sys.executable).with_name("rlsd")
         result = subprocess.run([str(exe), "sft", str(DOCS), "--model", args.model, "--no-augment", "--mix", "0",
                                  "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length",
-                                 str(args.max_length), "--runs-dir", str(Path(tmp) / "runs"), "--name", "bench", "--json"],
+                                 str(args.max_length), "--chunk-overlap", str(args.max_length // 8), "--runs-dir", str(Path(tmp) / "runs"), "--name", "bench", "--json"],
                                 capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise SystemExit(result.stderr[-3000:])

@@ -61,7 +61,7 @@ def sft_run(tmp_path_factory, smollm_dir):
     data = Path(__file__).parent / "data"
     runs = tmp_path_factory.mktemp("e2e") / "runs"
     result = run_cli("sft", str(data / "docs"), "--eval-qa", str(data / "docs_qa.jsonl"), "--runs-dir", str(runs),
-                     "--name", "docs", "--json", timeout=1500)
+                     "--name", "docs", "--json", timeout=2400)
     assert result.returncode == 0, result.stderr
     return runs / "docs", json.loads(result.stdout)
 
