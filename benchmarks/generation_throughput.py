@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
+
+from common import machine
 
 from rlsd_cli import env
 
@@ -81,8 +81,7 @@ def main() -> None:
                            args.temperature)
     print(json.dumps({
         "benchmark": "generation_throughput",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
         "model": args.model,
         "prompts": args.prompts, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
         "temperature": args.temperature,

@@ -17,28 +17,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import machine, rlsd
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "tests" / "data" / "docs"
 
 
-def rlsd(*args: str) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("rlsd")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, check=False)
-
-
-
 def run_rlsd_recover(parent: Path, runs: Path, teacher: str, steps: int, tokens: int) -> dict:
     result = rlsd("recover", "--from", str(parent), "--teacher", teacher, "--steps", str(steps), "--keep-mix", "0",
                   "--max-new-tokens", str(tokens), "--runs-dir", str(runs), "--name", f"bench-{teacher.replace('/', '_')}", "--json")
-    if result.returncode != 0:
-        raise SystemExit(result.stderr)
     summary = json.loads(result.stdout)
     return {"peak_rss_bytes": summary["peak_rss_bytes"], "seconds_per_step": summary["seconds_per_step"],
             "teacher": summary["teachers"]["general"]}
@@ -94,9 +86,7 @@ def main() -> None:
         runs = Path(tmp) / "runs"
         parent = args.from_run
         if parent is None:
-            result = rlsd("sft", str(DOCS), "--max-steps", "20", "--runs-dir", str(runs), "--name", "sft", "--json")
-            if result.returncode != 0:
-                raise SystemExit(result.stderr)
+            rlsd("sft", str(DOCS), "--max-steps", "20", "--runs-dir", str(runs), "--name", "sft", "--json")
             parent = runs / "sft"
         resolved = resolve_model(str(parent))
         results = {
@@ -107,8 +97,7 @@ def main() -> None:
     off, copy = results["adapter_off"]["peak_rss_bytes"], results["separate_copy"]["peak_rss_bytes"]
     print(json.dumps({
         "benchmark": "recover_teacher_memory",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
         "model": resolved.base_spec,
         "steps": args.steps,
         "batch": "4 prompts x 4 samples (rlsd) / 16 prompts x 1 sample (stock TRL)",

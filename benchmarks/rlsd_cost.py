@@ -12,19 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-
-def rlsd(*args: str) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("rlsd")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, check=False)
+from common import machine, rlsd
 
 
 def step_seconds(run: Path) -> list[float]:
@@ -46,17 +38,13 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "arith"
-        made = rlsd("data", "math", "--n", "200", "--max-steps", "1", "--out", str(data))
-        if made.returncode != 0:
-            raise SystemExit(made.stderr)
+        rlsd("data", "math", "--n", "200", "--max-steps", "1", "--out", str(data))
         (data / "test.jsonl").unlink()  # no held-out scoring: only training steps are timed
         for algo in ("grpo", "rlsd"):
             result = rlsd("reason", "--data", str(data), "--model", args.model, "--algo", algo, "--steps", str(args.steps),
                           "--num-generations", str(args.num_generations), "--prompts-per-step", str(args.prompts_per_step),
                           "--max-new-tokens", str(args.max_new_tokens), "--temperature", "0.7",
                           "--runs-dir", str(Path(tmp) / "runs"), "--name", algo, "--json")
-            if result.returncode != 0:
-                raise SystemExit(result.stderr[-3000:])
             summary = json.loads(result.stdout)
             # Step 1 also pays for the first allocations; its row's elapsed time is measured from the trainer's start.
             seconds = step_seconds(Path(summary["run"]))
@@ -70,8 +58,7 @@ def main() -> None:
     ratio = results["rlsd"]["seconds_per_step"] / results["grpo"]["seconds_per_step"]
     print(json.dumps({
         "benchmark": "rlsd_cost",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": os.environ.get("OMP_NUM_THREADS")},
-        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
         "model": args.model,
         "rollouts_per_step": args.num_generations * args.prompts_per_step,
         "max_new_tokens": args.max_new_tokens,

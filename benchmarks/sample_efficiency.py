@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import machine
 
 METRIC = "eval/math/accuracy"
 
@@ -83,8 +84,7 @@ def main() -> None:
         mean_curves[algo] = {step: round(statistics.mean(c[step] for c in by_seed.values()), 4) for step in steps}
     result = {
         "benchmark": "sample_efficiency",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
         "model": args.model, "steps": args.steps, "seeds": args.seeds, "eval_limit": args.eval_limit,
         "max_new_tokens": args.max_new_tokens, "lr": args.lr,
         "mean_curves": mean_curves,

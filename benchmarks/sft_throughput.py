@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import math
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import machine, rlsd
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "tests" / "data" / "docs"
@@ -94,13 +95,9 @@ def main() -> None:
     dtype = "bfloat16" if cpu_has_fast_bf16() else "float32"
     peak = matmul_peak_gflops(dtype)
     with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(sys.executable).with_name("rlsd")
-        result = subprocess.run([str(exe), "sft", str(DOCS), "--model", args.model, "--no-augment", "--mix", "0",
-                                 "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length",
-                                 str(args.max_length), "--chunk-overlap", str(args.max_length // 8), "--runs-dir", str(Path(tmp) / "runs"), "--name", "bench", "--json"],
-                                capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise SystemExit(result.stderr[-3000:])
+        result = rlsd("sft", str(DOCS), "--model", args.model, "--no-augment", "--mix", "0", "--max-steps", str(args.steps),
+                      "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--chunk-overlap",
+                      str(args.max_length // 8), "--runs-dir", str(Path(tmp) / "runs"), "--name", "bench", "--json")
         summary = json.loads(result.stdout)
         ours = {"tokens": summary["tokens_trained"], "train_seconds": summary["train_seconds"],
                 "tokens_per_second": summary["tokens_per_second"], "peak_rss_bytes": summary["peak_rss_bytes"]}
@@ -116,7 +113,7 @@ def main() -> None:
 
     # Tied embeddings are stored once and used twice (lookup, ~free, and the output projection): one count is right.
     with safe_open(str(next(model.path.glob("*.safetensors"))), "pt") as weights:
-        params = sum(_numel(weights.get_slice(key).get_shape()) for key in weights.keys())
+        params = sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())
 
     def utilisation(tokens_per_second: float) -> float:
         return round(6 * params * tokens_per_second / 1e9 / peak, 3)
@@ -124,8 +121,7 @@ def main() -> None:
     speedup = ours["tokens_per_second"] / stock["tokens_per_second"]
     print(json.dumps({
         "benchmark": "sft_throughput",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "fast_bf16": cpu_has_fast_bf16()},
-        "date": time.strftime("%Y-%m-%d"),
+        "machine": {**machine(), "fast_bf16": cpu_has_fast_bf16()},
         "model": args.model,
         "parameters": params,
         "steps": args.steps, "batch_size": args.batch_size, "max_length": args.max_length,
@@ -135,13 +131,6 @@ def main() -> None:
         "speedup": round(speedup, 2),
         "targets": {"speedup >= 2": speedup >= 2, "rlsd utilisation >= 0.30": utilisation(ours["tokens_per_second"]) >= 0.30},
     }, indent=2))
-
-
-def _numel(shape) -> int:
-    total = 1
-    for dim in shape:
-        total *= dim
-    return total
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
 from rich.console import Console
+
+from .distributed import is_main_process
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -15,7 +16,7 @@ stderr = Console(stderr=True, soft_wrap=True)
 
 def say(message: str) -> None:
     """A status line for a person; stderr keeps stdout clean for --json and pipes. Rank 0 speaks for all."""
-    if os.environ.get("RANK", "0") != "0":
+    if not is_main_process():
         return
     if stderr.is_terminal:
         stderr.print(f"[dim]{message}[/dim]", highlight=False)

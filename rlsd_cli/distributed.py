@@ -41,13 +41,11 @@ def _free_port() -> int:
 
 def launch_command(num_processes: int, argv: list[str]) -> list[str]:
     """`accelerate launch` running this same command line in `num_processes` processes (on the CPU: gloo)."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port())]
     # --multi_gpu is accelerate's torchrun launcher; without GPUs the ranks join over gloo on the CPU (its --cpu
     # launcher would need MPI for more than one process).
-    command.append("--multi_gpu")
-    return [*command, "-m", "rlsd_cli.cli", *argv]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(_free_port()), "-m", "rlsd_cli.cli", *argv]
 
 
 def relaunch(num_processes: int, argv: list[str]) -> int:

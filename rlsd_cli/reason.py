@@ -196,29 +196,25 @@ def _trainer_class():
             self.lam, self.decay_steps, self.eps_w = lam, decay_steps, eps_w
             self.clip = {"eps_low": eps_low, "eps_high": eps_high, "dual_clip": dual_clip}
             self.autocast = autocast
-            self._synced_at: int | None = None
+            self._teacher_synced = False  # once synced, again at every multiple of sync_steps
             self._rewards = None
             super().__init__(*args, **kwargs)
 
 
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             """Trainer restores only the trained adapter; the frozen teacher snapshot (which PEFT saves beside it
-            in the checkpoint) is put back too, with the step it was taken at, so a resumed run scores with the
-            teacher the uninterrupted run had."""
+            in the checkpoint) is put back too, so a resumed run scores with the teacher the uninterrupted run had
+            until the next scheduled sync (not one re-synced from the resumed student)."""
             super()._load_from_checkpoint(resume_from_checkpoint, model)
             if self.informed_teacher is None or self.informed_teacher.kind != "snapshot":
                 return
-            import json
-
             from peft.utils import set_peft_model_state_dict
             from safetensors.torch import load_file
 
-            folder = Path(resume_from_checkpoint)
-            saved = folder / self.informed_teacher.adapter_name / "adapter_model.safetensors"
+            saved = Path(resume_from_checkpoint) / self.informed_teacher.adapter_name / "adapter_model.safetensors"
             if saved.is_file():
                 set_peft_model_state_dict(self.model, load_file(saved), adapter_name=self.informed_teacher.adapter_name)
-                step = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
-                self._synced_at = step - step % self.sync_steps
+                self._teacher_synced = True
 
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
             self._rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -243,9 +239,11 @@ def _trainer_class():
             """log pi_T(y_t) of every sampled token with the hint in the prompt: one no-grad forward."""
             if self.informed_teacher.kind == "snapshot":
                 step = self.state.global_step
-                if self._synced_at is None or step - self._synced_at >= self.sync_steps:
+                # Rollouts are made once per step (one generation per step, one iteration), so a fixed schedule
+                # of multiples says when: a resumed run keeps it without remembering when it last synced.
+                if not self._teacher_synced or step % self.sync_steps == 0:
                     copy_adapter_weights(self.model, "default", self.informed_teacher.adapter_name)
-                    self._synced_at = step
+                    self._teacher_synced = True
             with left_padding(self.processing_class) as tokenizer:
                 encoded = tokenizer.apply_chat_template([x["teacher_prompt"] for x in inputs], add_generation_prompt=True,
                                                         tokenize=True, padding=True, return_dict=True, return_tensors="pt")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .distributed import is_main_process, wait_for_everyone, world_size
+from .distributed import RUN_STAMP, is_main_process, wait_for_everyone, world_size
 from .errors import BadInputError, RlsdError
 from .fsutil import (
     append_jsonl,
@@ -57,7 +57,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def default_run_name(verb: str) -> str:
-    return f"{verb}-{os.environ.get('RLSD_RUN_STAMP') or time.strftime('%Y%m%d-%H%M%S')}"
+    return f"{verb}-{os.environ.get(RUN_STAMP) or time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def run_path(name_or_path: str | Path, root: Path | None = None) -> Path:

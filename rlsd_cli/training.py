@@ -70,7 +70,7 @@ class RunLogger(TrainerCallback):
         self._last_report = -1.0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "train_loss" in logs or not state.is_world_process_zero:  # a summary, or not rank 0
+        if not logs or "train_loss" in logs:  # the end-of-training summary, not a step (rank 0 alone writes: Run)
             return
         row = {k: _number(v) for k, v in logs.items() if k not in ("train_runtime", "train_tokens_per_second")}
         row["tokens_seen"] = int(getattr(state, "num_input_tokens_seen", 0) or 0)
