@@ -113,3 +113,22 @@ def clipped_policy_loss(
         per_token = torch.where(advantages < 0, torch.min(per_token, -dual_clip * advantages), per_token)
     clipped = ((ratio < 1.0 - eps_low) & (advantages < 0)) | ((ratio > 1.0 + eps_high) & (advantages > 0))
     return masked_mean(per_token, mask), masked_mean(clipped.float(), mask)
+
+
+def target_token_nll(
+    hidden: torch.Tensor, labels: torch.Tensor, head: torch.nn.Module, normalizer: torch.Tensor | float | None = None
+) -> torch.Tensor:
+    """Next-token cross-entropy projecting only the positions whose next token is a target.
+
+    `hidden` is the final (normed) hidden state (B, T, H), `labels` (B, T) with -100 on ignored tokens, `head`
+    the output projection. Equal to the causal-LM loss on the full logits, but prompt and padding positions never
+    reach the vocabulary projection: with chat examples two thirds of whose tokens are prompt, that is most of
+    the (B, T, vocab) logits and their backward. `normalizer` defaults to the number of target tokens.
+    """
+    targets = labels[:, 1:]
+    keep = targets != -100
+    logits = head(hidden[:, :-1][keep]).float()
+    total = torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
+    if normalizer is None:
+        normalizer = keep.sum().clamp(min=1)
+    return total / normalizer

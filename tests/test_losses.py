@@ -14,6 +14,7 @@ from rlsd_cli.losses import (
     rlsd_token_weights,
     sampled_reverse_kl,
     self_sft_loss,
+    target_token_nll,
 )
 
 
@@ -171,3 +172,27 @@ def test_dual_clip_bounds_the_loss_of_negative_advantages():
     assert torch.isclose(loss, torch.tensor(3.0))
     loss.backward()
     assert logps.grad.item() == 0
+
+
+def test_target_token_nll_equals_the_full_logits_causal_lm_loss():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False)
+    hidden = torch.randn(3, 7, 8, requires_grad=True)
+    labels = torch.randint(0, 50, (3, 7))
+    labels[:, :3] = -100  # prompts
+    labels[2, 5:] = -100  # padding
+    logits = head(hidden)
+    full = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 50), labels[:, 1:].reshape(-1), ignore_index=-100)
+    (full_grad,) = torch.autograd.grad(full, hidden)
+    ours = target_token_nll(hidden, labels, head)
+    (our_grad,) = torch.autograd.grad(ours, hidden)
+    assert torch.allclose(ours, full, atol=1e-6)
+    assert torch.allclose(our_grad, full_grad, atol=1e-6)
+    assert our_grad[:, :2].abs().sum() == 0  # positions predicting prompt tokens get no gradient
+    assert torch.allclose(target_token_nll(hidden, labels, head, normalizer=4.0) * 4.0, full * (labels[:, 1:] != -100).sum())
+
+
+def test_target_token_nll_of_a_batch_without_targets_is_a_finite_zero():
+    head = torch.nn.Linear(4, 10, bias=False)
+    loss = target_token_nll(torch.randn(2, 5, 4), torch.full((2, 5), -100), head)
+    assert loss.item() == 0.0
