@@ -37,7 +37,9 @@ class EvalConfig:
     limit: int | None = None
     seed: int = 0
     max_new_tokens: int | None = None  # None: the suite's default
-    batch_size: int = 16
+    # Decoding a 135M model on a CPU is bound by reading the weights once per step: 64 rows per step generated
+    # 76.8 tokens/s vs 46.3 at 16 (IFEval prompts, 128 tokens, fp32, 2 cores).
+    batch_size: int = 64
     temperature: float = 0.0
     quant: str = "auto"
     use_cache: bool = True
