@@ -1,4 +1,5 @@
-"""`rlsd sft` end to end on the embedded SmolLM2-135M with the default settings, through the console script.
+"""`rlsd sft` end to end on the embedded SmolLM2-135M, through the console script (default settings but a shorter
+schedule: conftest.py `sft_run`).
 
 The run is the session fixture `sft_run` (conftest.py), trained once and reused by later verbs' tests.
 """
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.e2e
 DATA = Path(__file__).parent / "data"
 
 
-def test_sft_with_defaults_makes_most_document_questions_answerable(sft_run):
+def test_sft_makes_most_document_questions_answerable(sft_run):
     run, summary = sft_run
     before, after = summary["eval_before"]["qa"]["accuracy"], summary["eval_after"]["qa"]["accuracy"]
     assert before <= 0.1  # the model cannot know these invented facts
