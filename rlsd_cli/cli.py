@@ -596,6 +596,7 @@ def _print_report(report: dict, as_json: bool) -> None:
 
 
 def _make_eval_command(suite_name: str):
+    from .evaluate import EvalConfig
     from .suites import SUITES
 
     suite = SUITES[suite_name]
@@ -608,7 +609,7 @@ def _make_eval_command(suite_name: str):
         limit: int | None = typer.Option(None, "--limit", help="Evaluate a seeded sample of N items (same items for every model)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
         max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help=f"Most tokens per response (default {suite.default_max_new_tokens})."),
-        batch_size: int = typer.Option(64, "--batch-size", help="Prompts generated together."),
+        batch_size: int = typer.Option(EvalConfig.batch_size, "--batch-size", help="Prompts generated together."),
         temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy (default)."),
         quant: str = QuantOpt,
         no_cache: bool = typer.Option(False, "--no-cache", help="Recompute even if a report for the same model, data and parameters exists."),

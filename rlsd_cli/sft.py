@@ -269,7 +269,7 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
         train_sampling_strategy="group_by_length",
         dataset_num_proc=None,
     )
-    trainer = _trainer_class(plain_loss=loaded.precision.device == "cpu")(model=loaded.model, args=args, train_dataset=dataset, processing_class=tokenizer,
+    trainer = _trainer_class(target_only_loss=loaded.precision.device == "cpu")(model=loaded.model, args=args, train_dataset=dataset, processing_class=tokenizer,
                             callbacks=[RunLogger(run, "sft")])
     say(f"sft: {len(examples)} examples ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}), "
         f"{trainer.state.max_steps or 'computing'} steps")
@@ -312,7 +312,7 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
     return summary
 
 
-def _trainer_class(plain_loss: bool):
+def _trainer_class(target_only_loss: bool):
     from transformers.trainer_pt_utils import LengthGroupedSampler
     from trl import SFTTrainer
 
@@ -336,7 +336,7 @@ def _trainer_class(plain_loss: bool):
             entropy and top-1; that saves memory on a GPU, but on this CPU it measured 1.5x slower than the plain
             full-logits forward (263 vs 385 tokens/s, SmolLM2-135M + LoRA, batch 8 x 80, bf16 autocast), and
             memory is not what limits a CPU run. Skipping the prompt positions is cheaper still (benchmarks/)."""
-            if not plain_loss or return_outputs:
+            if not target_only_loss or return_outputs:
                 return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
             head = self.accelerator.unwrap_model(model).get_output_embeddings()
             forward = {k: v for k, v in inputs.items() if k != "labels"}

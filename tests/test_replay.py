@@ -1,34 +1,46 @@
 """The replayed general chat that `sft` mixes in: the shipped answers of the embedded model stay in step with the
-built-in instructions, and a fresh cache is seeded from them instead of generating again."""
+built-in instructions and with the embedded model's weights, and a fresh cache is seeded from them instead of
+generating again."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import rlsd_cli.replay as replay
+from rlsd_cli.sft import SFTConfig
 
-SHIPPED = Path(replay.__file__).parent / "data" / "replay"
+TOKENS = SFTConfig.replay_max_new_tokens  # the answers sft asks for by default
+
+
+def _shipped():
+    files = sorted(replay.SHIPPED_REPLAY.glob("*.jsonl"))
+    assert files, "the embedded model's replay answers should ship with the package"
+    return files
 
 
 def test_shipped_answers_match_the_current_built_in_instructions():
-    files = sorted(SHIPPED.glob("*.jsonl"))
-    assert files, "the embedded model's replay answers should ship with the package"
     instructions = replay.builtin_instructions()
-    for path in files:
-        # A renamed or edited instruction set changes the cache name: the shipped file must be regenerated with it.
-        assert path.name == replay.replay_cache_path("0" * 64, 128).name.replace("0" * 16, path.name[:16])
+    for path in _shipped():
+        # An edited instruction set changes the cache name: the shipped file must be regenerated with it.
+        assert path.name == replay.replay_cache_path(path.name[:16] + "0" * 48, TOKENS).name
         rows = [json.loads(line) for line in path.read_text().splitlines()]
-        assert [r["id"] for r in rows] == [i["id"] for i in instructions]
-        assert [r["prompt"] for r in rows] == [i["prompt"] for i in instructions]
+        assert [(r["id"], r["prompt"]) for r in rows] == [(i["id"], i["prompt"]) for i in instructions]
+
+
+def test_the_shipped_answers_are_found_for_the_embedded_model(smollm_dir):
+    """The converted weights must hash to the shipped file's name, or every fresh machine regenerates them."""
+    from rlsd_cli.model import weights_hash
+
+    path = replay.replay_cache_path(weights_hash(smollm_dir), TOKENS)
+    assert (replay.SHIPPED_REPLAY / path.name).is_file(), f"no shipped replay answers named {path.name}"
 
 
 def test_a_fresh_cache_is_seeded_from_the_shipped_file_without_a_model(tmp_path, monkeypatch):
     monkeypatch.setenv("RLSD_HOME", str(tmp_path))
-    shipped = sorted(SHIPPED.glob("*.jsonl"))[0]
+    shipped = _shipped()[0]
     weights = shipped.name[:16] + "0" * 48
     # No model is passed: generating would fail, so only the shipped file can answer.
-    conversations, info = replay.replay_conversations(None, weights, max_new_tokens=128)
-    assert replay.replay_cache_path(weights, 128).read_text() == shipped.read_text()
+    conversations, info = replay.replay_conversations(None, weights, max_new_tokens=TOKENS)
+    assert replay.replay_cache_path(weights, TOKENS).read_text() == shipped.read_text()
     assert info["kept"] == len(conversations) > 200
     assert conversations[0][1]["role"] == "assistant" and conversations[0][1]["content"]
