@@ -63,7 +63,7 @@ def _fail(message: str, code: int):
     removed = discard_unstarted()
     if removed:  # still one line: the error, then what was cleaned up
         message += f" (removed the new run folder {', '.join(map(str, removed))}: it had not started training)"
-    if _state["json"] and not _state.get("reported"):
+    if _state["json"] and not _state.get("reported") and distributed.is_main_process():
         console.print_json({"error": message, "exit_code": code})
     print(f"rlsd: error: {message}", file=sys.stderr, flush=True)
     distributed.record_exit_code(code)
@@ -114,6 +114,8 @@ def main_callback(
     _state["json"] = json_out
     if num_processes > 1 and not os.environ.get(distributed.LAUNCHED):
         raise typer.Exit(distributed.relaunch(num_processes, _without_option(sys.argv[1:], "--num-processes")))
+    if os.environ.get(distributed.LAUNCHED):
+        distributed.register_worker()
     if trust_remote_code:
         os.environ["RLSD_TRUST_REMOTE_CODE"] = "1"
     if not console.stderr.is_terminal:
@@ -392,7 +394,8 @@ def recover(
     keep_prompts: Path | None = typer.Option(None, "--keep-prompts", help="Questions (and answers, for --keep-with sft) about the documents (default: the sft run's knowledge_prompts.jsonl)."),
     keep_examples_per_step: int = typer.Option(_REC["keep_examples_per_step"], "--keep-examples-per-step", help="Q/A pairs per step for --keep-with sft."),
     samples_per_prompt: int = typer.Option(_REC["samples_per_prompt"], "--samples-per-prompt", help="Completions sampled per prompt (temperature 1, no truncation)."),
-    prompts_per_step: int = typer.Option(_REC["prompts_per_step"], "--prompts-per-step", help="Prompts per optimizer step."),
+    top_k: int = typer.Option(_REC["top_k"], "--top-k", help="Sample from the k likeliest tokens (0: all, as on-policy distillation assumes; 1: greedy, the same rollouts on any number of processes)."),
+    prompts_per_step: int = typer.Option(_REC["prompts_per_step"], "--prompts-per-step", help="Prompts per optimizer step, over all processes."),
     max_new_tokens: int = typer.Option(_REC["max_new_tokens"], "--max-new-tokens", help="Most tokens per sampled completion."),
     steps: int = typer.Option(_REC["steps"], "--steps", help="Optimizer steps."),
     lr: float = typer.Option(_REC["lr"], "--lr", help="Learning rate."),

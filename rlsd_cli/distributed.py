@@ -7,10 +7,13 @@ every other rank trains and writes nothing. Trainer already saves checkpoints fr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 import time
+
+from .errors import BadInputError
 
 LAUNCHED = "RLSD_LAUNCHED"
 RUN_STAMP = "RLSD_RUN_STAMP"  # one default run name for every rank (each would read its own clock)
@@ -23,6 +26,14 @@ def world_size() -> int:
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def per_process_share(total: int, what: str) -> int:
+    """Each process's share of `total` items per optimizer step (`what` names the flags that set it for the
+    error): the step's batch means the same whatever the number of processes."""
+    if total % world_size():
+        raise BadInputError(f"{what} ({total}) must divide evenly among --num-processes {world_size()}")
+    return total // world_size()
 
 
 def wait_for_everyone() -> None:
@@ -53,7 +64,12 @@ def relaunch(num_processes: int, argv: list[str]) -> int:
 
     The workers' status lines pass through. When one fails, its one-line `rlsd: error:` is shown once and the
     launcher's own traceback (it reports a failed child at length) is dropped: bad input stays one line, exit 2.
+
+    Ctrl-C and SIGTERM go to the workers themselves, as Ctrl-C: each finishes its step, they agree on the step to
+    stop at, rank 0 saves the checkpoint, and they exit 130. The launcher is kept out of the terminal's signals:
+    it would give the workers 30 seconds before killing them, less than a step and its checkpoint may take.
     """
+    import signal
     import subprocess
     import tempfile
 
@@ -63,21 +79,63 @@ def relaunch(num_processes: int, argv: list[str]) -> int:
         # Each process gets its share of the cores, not all of them (oversubscription slows every rank down).
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))
         process = subprocess.Popen(launch_command(num_processes, argv), env=env, stderr=subprocess.PIPE, text=True,
-                                   bufsize=1)
-        failed = False
-        for line in process.stderr:
-            if failed:
-                continue
-            if line.startswith("rlsd: error:"):
-                failed = True
-            sys.stderr.write(line)
-            sys.stderr.flush()
-        launcher_code = process.wait()
+                                   bufsize=1, start_new_session=True)
+
+        def forward(signum, frame):
+            workers = worker_pids(tmp)
+            for pid in workers or [process.pid]:  # before the workers start, the launcher stops them
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGINT)
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            failed = False
+            for line in process.stderr:
+                if failed:
+                    continue
+                if line.startswith("rlsd: error:"):
+                    failed = True
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            launcher_code = process.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         try:
             with open(exit_file, encoding="utf-8") as handle:
                 return int(handle.read().strip() or launcher_code)
         except (OSError, ValueError):
             return launcher_code
+
+
+def register_worker() -> None:
+    """Leave this worker's pid beside the exit file, so the launching process can pass it Ctrl-C."""
+    path = os.environ.get(EXIT_FILE)
+    if path:
+        with open(os.path.join(os.path.dirname(path), f"worker-{os.environ.get('RANK', '0')}.pid"), "w", encoding="utf-8") as handle:
+            handle.write(str(os.getpid()))
+
+
+def worker_pids(folder: str) -> list[int]:
+    pids = []
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("worker-") and name.endswith(".pid"):
+            with contextlib.suppress(OSError, ValueError), open(os.path.join(folder, name), encoding="utf-8") as handle:
+                pids.append(int(handle.read().strip()))
+    return pids
+
+
+def any_process(flag: bool, device) -> bool:
+    """Whether `flag` is set on any process. A stop must end every process after the same step: one that went on
+    would wait forever in the next step's gradient all-reduce."""
+    if world_size() == 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def record_exit_code(code: int) -> None:

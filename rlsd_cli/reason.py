@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .console import say
+from .distributed import per_process_share
 from .errors import BadInputError
 from .model import DEFAULT_MODEL
 from .options import RolloutOptions, RunOptions
@@ -296,17 +297,6 @@ def _trainer_class():
 
 
 
-def _per_process_rollouts(config: ReasonConfig) -> int:
-    """--prompts-per-step is per optimizer step over all processes; each process samples its share."""
-    from .distributed import world_size
-
-    rollouts, processes = config.prompts_per_step * config.num_generations, world_size()
-    if rollouts % processes:
-        raise BadInputError(f"--prompts-per-step x --num-generations ({rollouts}) must divide evenly among "
-                            f"--num-processes {processes}")
-    return rollouts // processes
-
-
 def run_reason(config: ReasonConfig) -> dict[str, Any]:
     from datasets import Dataset
     from trl import GRPOConfig
@@ -328,6 +318,8 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
     from .verifiers import build_verifier
 
     started = time.perf_counter()
+    rollouts_per_process = per_process_share(config.prompts_per_step * config.num_generations,
+                                             "--prompts-per-step x --num-generations")
     verifier = build_verifier(config.verifier)
     train_file, test_file = data_files(config)
     rows = training_rows(train_file, config.privileged)
@@ -369,7 +361,7 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
     reward.__name__ = "verifier"
     args = GRPOConfig(
         **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every, checkpointing=True),
-        per_device_train_batch_size=_per_process_rollouts(config),
+        per_device_train_batch_size=rollouts_per_process,
         **config.generation_kwargs(),
         gradient_accumulation_steps=1,
         num_generations=config.num_generations,

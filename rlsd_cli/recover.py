@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .console import say
+from .distributed import per_process_share
 from .errors import BadInputError
 from .options import EvalOptions, RolloutOptions, RunOptions
 
@@ -31,6 +32,8 @@ DIVERGENCES = ("sampled", "full")
 KEEP_WITH = ("sft", "distill")
 KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
 SNAPSHOT_ADAPTER = "sft_snapshot"
+# Token means logged each step, added up over all processes before they are logged.
+LOGGED_KEYS = ("reverse_kl", "logp/student", "logp/teacher", "reverse_kl/keep", "reverse_kl/general")
 
 
 @dataclass
@@ -46,7 +49,8 @@ class RecoverConfig(RunOptions, EvalOptions, RolloutOptions):
     keep_prompts: Path | None = None  # default: the sft run's knowledge_prompts.jsonl
     keep_examples_per_step: int = 8
     samples_per_prompt: int = 4
-    prompts_per_step: int = 4
+    top_k: int = 0  # rollouts from the k likeliest tokens; 0: the whole distribution; 1: greedy (reproducible)
+    prompts_per_step: int = 4  # over all processes
     max_new_tokens: int = 128
     steps: int = 30
     lr: float = 1e-3
@@ -71,6 +75,8 @@ class RecoverConfig(RunOptions, EvalOptions, RolloutOptions):
                 raise BadInputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if self.lr <= 0:
             raise BadInputError(f"--lr must be positive, got {self.lr}")
+        if self.top_k < 0:
+            raise BadInputError(f"--top-k must be 0 (the whole distribution) or positive, got {self.top_k}")
         if not 0.0 <= self.keep_mix < 1.0:
             raise BadInputError(f"--keep-mix is the fraction of each batch drawn from the documents, in [0, 1); got {self.keep_mix}")
         if self.eval_every < 0:
@@ -105,16 +111,18 @@ def step_prompts(general: list, keep: list, steps: int, per_step: int, keep_mix:
     return rows
 
 
-def kind_shares(is_keep, keep_mix: float) -> list[tuple[str, float, Any]]:
-    """(kind, share, row selector) for each prompt kind present in a batch; shares sum to 1.
+def kind_shares(is_keep, keep_mix: float, step_tokens) -> list[tuple[str, float, Any, Any]]:
+    """(kind, share, row selector, normalizer) for each prompt kind with tokens in the step; shares sum to 1.
 
     Each kind's loss is its own token mean, weighted by `keep_mix`: document answers are short, so one token
     mean over the whole batch would give the general prompts most of the gradient whatever the mix.
+    `step_tokens` holds the step's (keep, general) token counts over all processes: a process with no prompt of
+    one kind still weighs the other by its share of the step, and divides by the step's count, not its own.
     """
-    kinds = [("keep", keep_mix, is_keep), ("general", 1.0 - keep_mix, ~is_keep)]
-    present = [(kind, share, rows) for kind, share, rows in kinds if bool(rows.any()) and share > 0]
-    total = sum(share for _, share, _ in present) or 1.0
-    return [(kind, share / total, rows) for kind, share, rows in present]
+    kinds = [("keep", keep_mix, is_keep, step_tokens[0]), ("general", 1.0 - keep_mix, ~is_keep, step_tokens[1])]
+    present = [(kind, share, rows, tokens) for kind, share, rows, tokens in kinds if bool(tokens > 0) and share > 0]
+    total = sum(share for _, share, _, _ in present) or 1.0
+    return [(kind, share / total, rows, tokens) for kind, share, rows, tokens in present]
 
 
 def knowledge_path(run_dir: Path, override: Path | None) -> Path:
@@ -192,7 +200,7 @@ def _trainer_class():
     from trl.trainer.distillation_trainer import _chunked_divergence_loss
     from trl.trainer.utils import RepeatSampler
 
-    from .losses import masked_mean, on_policy_distillation_loss, sampled_reverse_kl, self_sft_loss
+    from .losses import on_policy_distillation_loss, sampled_reverse_kl, self_sft_loss
     from .teachers import EvalModeRollouts, causal_lm, completion_hidden_states, completion_logps
 
     class OnPolicyDistillationTrainer(EvalModeRollouts, DistillationTrainer):
@@ -239,15 +247,30 @@ def _trainer_class():
                             teacher_logps[rows], _ = completion_logps(model, input_ids[rows], attention_mask[rows], length, self.autocast())
             output["teacher_logps"] = teacher_logps
             output["is_keep"] = is_keep
+            # The step's token count per kind over all processes, on every row (TRL shuffles and splits the
+            # batch by rows). Counted here, outside the DDP-wrapped forward where a collective could hang.
+            mask = output["completion_mask"].float()
+            local = torch.stack([(mask * is_keep.unsqueeze(-1)).sum(), (mask * (~is_keep).unsqueeze(-1)).sum()])
+            step_tokens = self.accelerator.gather(local.unsqueeze(0)).sum(0)
+            output["step_tokens"] = step_tokens.unsqueeze(0).expand(len(kinds), 2).clone()
             return output
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            self._reduce_logged_sums()
+            return result
 
         def _compute_loss(self, unwrapped_student, inputs, num_items_in_batch):
             input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
             attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
             mask = inputs["completion_mask"].float()
             length = inputs["completion_ids"].size(1)
+            # Each process divides by its share of the step's tokens: DDP averages the processes' gradients, so
+            # N processes give exactly the gradient one process gives on the whole step.
+            shares = [(kind, share, rows, tokens / self.accelerator.num_processes)
+                      for kind, share, rows, tokens in kind_shares(inputs["is_keep"], self.keep_mix, inputs["step_tokens"][0])]
             if self.divergence == "full":
-                loss, entropy_sum, valid = self._full_divergence_loss(unwrapped_student, inputs, input_ids, attention_mask, length)
+                loss, entropy_sum, valid = self._full_divergence_loss(unwrapped_student, shares, input_ids, attention_mask, length, inputs)
                 if self.anchor is not None:
                     loss = (1.0 - self.keep_mix) * loss + self.keep_mix * self._anchor_loss(unwrapped_student)
                 return loss, entropy_sum, valid
@@ -255,19 +278,25 @@ def _trainer_class():
             student_logps, entropy = completion_logps(unwrapped_student, input_ids, attention_mask, length, self.autocast(), with_entropy=True)
             teacher_logps = inputs["teacher_logps"]
             loss = 0.0
-            for _, share, rows in kind_shares(inputs["is_keep"], self.keep_mix):
+            for _, share, rows, normalizer in shares:
                 part = mask * rows.unsqueeze(-1)
                 if self.method == "sft-self":
-                    loss = loss + share * self_sft_loss(student_logps, part, part.sum().clamp(min=1.0))
+                    loss = loss + share * self_sft_loss(student_logps, part, normalizer)
                 else:
-                    loss = loss + share * on_policy_distillation_loss(student_logps, student_logps.detach(), teacher_logps, part, part.sum().clamp(min=1.0))
-            self._log_kl(sampled_reverse_kl(student_logps.detach(), teacher_logps), student_logps.detach(), teacher_logps, mask, inputs["is_keep"])
+                    loss = loss + share * on_policy_distillation_loss(student_logps, student_logps.detach(), teacher_logps, part, normalizer)
+            kl = sampled_reverse_kl(student_logps.detach(), teacher_logps)
+            is_keep = inputs["is_keep"].unsqueeze(-1)
+            self._add_logged_sums({
+                "reverse_kl": (kl, mask), "logp/student": (student_logps.detach(), mask), "logp/teacher": (teacher_logps, mask),
+                "reverse_kl/keep": (kl, mask * is_keep), "reverse_kl/general": (kl, mask * ~is_keep),
+            })
             if self.anchor is not None:
                 loss = (1.0 - self.keep_mix) * loss + self.keep_mix * self._anchor_loss(unwrapped_student)
             return loss, (entropy * mask).sum(), mask.sum()
 
         def _anchor_loss(self, student):
-            """Token-mean NLL of this step's sft Q/A answers (teacher-forced: no sampling needed)."""
+            """Token-mean NLL of this step's sft Q/A answers (teacher-forced: no sampling needed). Every process
+            takes the same batch, so the averaged gradient is the one-process gradient."""
             batch = self.anchor[min(self.state.global_step, len(self.anchor) - 1)]
             width = max(len(e["input_ids"]) for e in batch)
             pad = self.processing_class.pad_token_id
@@ -280,33 +309,51 @@ def _trainer_class():
             self._metrics["train"]["keep/nll"].append(nll.item())
             return nll
 
-        def _full_divergence_loss(self, student, inputs, input_ids, attention_mask, length):
+        def _full_divergence_loss(self, student, shares, input_ids, attention_mask, length, inputs):
             if self.method == "sft-self":
                 raise BadInputError("--method sft-self trains on sampled tokens; use it with --divergence sampled")
             student_hidden = completion_hidden_states(student, input_ids, attention_mask, length, self.autocast())
             head = causal_lm(student).get_output_embeddings()
             loss = entropy_sum = valid = 0
-            for kind, share, selected in kind_shares(inputs["is_keep"], self.keep_mix):
+            logged = {}
+            for kind, share, selected, normalizer in shares:
                 rows = selected.nonzero().flatten().tolist()
+                if not rows:  # this kind's prompts all went to other processes
+                    continue
                 with self.teachers[kind].scoring() as teacher:
                     teacher_hidden = completion_hidden_states(teacher, input_ids[rows], attention_mask[rows], length, self.autocast())
                     teacher_head = causal_lm(teacher).get_output_embeddings()
                 part, part_entropy, part_valid = _chunked_divergence_loss(
                     student_hidden[rows].float(), teacher_hidden.float(), head.weight.float(), teacher_head.weight.float(),
-                    inputs["completion_mask"][rows], beta=1.0, num_items_in_batch=None,
-                )  # a token mean over this kind's tokens
+                    inputs["completion_mask"][rows], beta=1.0, num_items_in_batch=normalizer,
+                )  # this process's sum over the kind's tokens / its share of the step's
                 loss, entropy_sum, valid = loss + share * part, entropy_sum + part_entropy, valid + part_valid
-                self._metrics["train"][f"reverse_kl/{kind}"].append(part.item())
+                logged[f"reverse_kl/{kind}"] = (part.detach() * normalizer, part_valid)
+            self._add_logged_sums(logged, summed=True)
             return loss, entropy_sum, valid
 
-        def _log_kl(self, kl, student_logps, teacher_logps, mask, is_keep):
-            metrics = self._metrics["train"]
-            metrics["reverse_kl"].append(masked_mean(kl, mask).item())
-            metrics["logp/student"].append(masked_mean(student_logps, mask).item())
-            metrics["logp/teacher"].append(masked_mean(teacher_logps, mask).item())
-            for kind, rows in (("keep", is_keep), ("general", ~is_keep)):
-                if rows.any():
-                    metrics[f"reverse_kl/{kind}"].append(masked_mean(kl[rows], mask[rows]).item())
+        def _add_logged_sums(self, values: dict, summed: bool = False):
+            """Keep this micro-batch's (sum, count) per metric; `_reduce_logged_sums` adds them over processes."""
+            self._logged_sums = {}
+            for key in LOGGED_KEYS:
+                if key not in values:
+                    self._logged_sums[key] = (0.0, 0.0)
+                elif summed:
+                    self._logged_sums[key] = tuple(float(v) for v in values[key])
+                else:
+                    value, weight = values[key]
+                    self._logged_sums[key] = (float((value * weight).sum()), float(weight.sum()))
+
+        def _reduce_logged_sums(self):
+            sums = getattr(self, "_logged_sums", None)
+            if not sums:
+                return
+            local = torch.tensor([sums[key] for key in LOGGED_KEYS], dtype=torch.float64, device=self.accelerator.device)
+            total = self.accelerator.gather(local.unsqueeze(0)).sum(0)
+            for key, (value, count) in zip(LOGGED_KEYS, total.tolist()):
+                if count > 0:
+                    self._metrics["train"][key].append(value / count)
+            self._logged_sums = {}
 
     return OnPolicyDistillationTrainer
 
@@ -361,6 +408,8 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
     )
 
     started = time.perf_counter()
+    rollouts_per_process = per_process_share(config.prompts_per_step * config.samples_per_prompt,
+                                             "--prompts-per-step x --samples-per-prompt")
     parent = resolve_model(str(config.from_run))
     if parent.kind != "run":
         raise BadInputError(f"--from {config.from_run}: pass a run folder made by `rlsd sft` (runs/<name>)")
@@ -416,7 +465,7 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
     dataset = Dataset.from_list([{"prompt": r["prompt"], "kind": r["kind"]} for r in rows])
     args = DistillationConfig(
         **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every, checkpointing=True),
-        per_device_train_batch_size=config.prompts_per_step * config.samples_per_prompt,
+        per_device_train_batch_size=rollouts_per_process,
         **config.generation_kwargs(),
         gradient_accumulation_steps=1,
         learning_rate=config.lr,
@@ -425,7 +474,7 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
         weight_decay=0.0,
         max_completion_length=config.max_new_tokens,
         temperature=1.0,
-        top_k=0,
+        top_k=config.top_k,
         top_p=1.0,
         beta=1.0,
         disable_dropout=True,  # the policy that samples must be the policy that is scored

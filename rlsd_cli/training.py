@@ -4,6 +4,7 @@ folder, interruption into a checkpoint, peak memory and the loss curve."""
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import shlex
 import signal
@@ -15,6 +16,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .console import say
+from .distributed import LAUNCHED, any_process, world_size
 from .errors import EXIT_INTERRUPTED, RlsdError
 from .runs import Run
 
@@ -135,7 +137,7 @@ class StopAtStepEnd(TrainerCallback):
         self.requested = False
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.requested:
+        if any_process(self.requested, args.device):
             control.should_save = True
             control.should_training_stop = True
         return control
@@ -160,6 +162,8 @@ class StopAtStepEnd(TrainerCallback):
 def resume_command(name: str) -> str:
     argv = [a for a in sys.argv if a not in ("--resume", "--force")]
     prog = "rlsd" if argv and argv[0].endswith("rlsd") else shlex.quote(argv[0]) if argv else "rlsd"
+    if os.environ.get(LAUNCHED):  # a worker under `rlsd --num-processes N`
+        prog = f"rlsd --num-processes {world_size()}"
     rest = [shlex.quote(a) for a in argv[1:]]
     if "--name" not in argv:
         rest += ["--name", shlex.quote(name)]

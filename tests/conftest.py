@@ -93,13 +93,15 @@ def run_cli(*args: str, cwd: Path | None = None, env_extra: dict | None = None, 
     )
 
 
-def stop_when_logged(args: list[str], metrics: Path, rows: int, stop_signal: int = 15, freeze: bool = False):
+def stop_when_logged(args: list[str], metrics: Path, rows: int, stop_signal: int = 15, freeze: bool = False,
+                     env_extra: dict | None = None):
     """Start `args`, wait until `metrics` has `rows` lines, send `stop_signal`; returns (returncode, stderr).
     `freeze` stops the process first (SIGSTOP/SIGCONT around the signal) so it is caught in the next step."""
     import signal
     import time
 
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, **(env_extra or {})))
     deadline = time.time() + 300
     while process.poll() is None and time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < rows):
         time.sleep(0.01)

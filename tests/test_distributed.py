@@ -4,9 +4,12 @@ the adapter one process gives, rank 0 alone writes the run, and each step is log
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from conftest import assert_same_adapter, run_cli
+import pytest
+
+from conftest import assert_same_adapter, run_cli, stop_when_logged
 
 DOCS = Path(__file__).parent / "data" / "docs"
 CHAT = Path(__file__).parent / "data" / "chat_small.jsonl"
@@ -26,7 +29,14 @@ def test_two_process_sft_and_recover(tiny_model_dir, tmp_path):
               "--json"]
     one = run_cli(*common, "--batch-size", "4", "--name", "one")
     assert one.returncode == 0, one.stderr
-    two = run_cli("--num-processes", "2", *common, "--batch-size", "2", "--name", "two", env_extra=TWO)
+    # Two processes, stopped by SIGTERM to the launching `rlsd` after the first step and resumed: every worker
+    # stops after the same step, rank 0 saves the checkpoint, and the resumed run ends with the one-process adapter.
+    rlsd = str(Path(sys.executable).with_name("rlsd"))
+    two_args = [rlsd, "--num-processes", "2", *common, "--batch-size", "2", "--name", "two"]
+    code, stderr = stop_when_logged(two_args, runs / "two" / "metrics.jsonl", rows=1, env_extra=TWO)
+    assert code == 130 and "--num-processes 2 sft" in stderr and stderr.count("rlsd: error:") == 1, stderr
+    assert list((runs / "two" / "checkpoints").glob("checkpoint-*")), stderr
+    two = run_cli("--num-processes", "2", *common, "--batch-size", "2", "--name", "two", "--resume", env_extra=TWO)
     assert two.returncode == 0, two.stderr
     assert len(two.stdout.strip().splitlines()) == 1  # one summary, from rank 0
     assert json.loads(two.stdout)["tokens_trained"] == json.loads(one.stdout)["tokens_trained"]  # both ranks counted
@@ -34,15 +44,25 @@ def test_two_process_sft_and_recover(tiny_model_dir, tmp_path):
     assert _steps(runs / "two") == [1, 2, 3, 4]
     assert_same_adapter(runs / "two", runs / "one")
 
-    # recover samples its rollouts, and each rank samples its own: the result is not the one-process adapter,
-    # but the run must train across both ranks and be written once.
-    recovered = run_cli("--num-processes", "2", "recover", "--from", str(runs / "two"), "--steps", "2",
-                        "--max-new-tokens", "8", "--runs-dir", str(runs), "--name", "rec", "--json", env_extra=TWO)
-    assert recovered.returncode == 0, recovered.stderr
-    summary = json.loads(recovered.stdout)
-    assert summary["steps"] == 2 and _steps(runs / "rec") == [1, 2]
-    assert (runs / "rec" / "adapter" / "adapter_model.safetensors").is_file()
-    assert sorted(p.name for p in runs.iterdir()) == ["one", "rec", "two"]
+    # recover with greedy rollouts (--top-k 1: the same samples whatever the process count). Each step's 4 prompts
+    # are 1 document prompt and 3 general ones (--keep-mix 0.25): one process gets the document prompt and a
+    # general one, the other two general ones. Each kind's token mean must still be over the whole step, so the
+    # run ends with the one-process adapter and logs the one-process KL (checked to fail with per-process means).
+    rec = ["recover", "--from", str(runs / "one"), "--steps", "2", "--prompts-per-step", "4", "--samples-per-prompt", "2",
+           "--keep-mix", "0.25", "--top-k", "1", "--max-new-tokens", "8", "--lr", "0.01", "--runs-dir", str(runs), "--json"]
+    rec_one = run_cli(*rec, "--name", "rec-one")
+    assert rec_one.returncode == 0, rec_one.stderr
+    rec_two = run_cli("--num-processes", "2", *rec, "--name", "rec-two", env_extra=TWO)
+    assert rec_two.returncode == 0, rec_two.stderr
+    assert json.loads(rec_two.stdout)["steps"] == 2 and _steps(runs / "rec-two") == [1, 2]
+    assert sorted(p.name for p in runs.iterdir()) == ["one", "rec-one", "rec-two", "two"]
+    assert_same_adapter(runs / "rec-two", runs / "rec-one")
+    logged = [[json.loads(x) for x in (runs / r / "metrics.jsonl").read_text().splitlines()] for r in ("rec-one", "rec-two")]
+    for key in ("reverse_kl", "reverse_kl/keep", "reverse_kl/general"):
+        assert [row[key] for row in logged[1]] == pytest.approx([row[key] for row in logged[0]], rel=1e-3, abs=1e-5), key
+    uneven = run_cli("--num-processes", "2", *rec, "--prompts-per-step", "3", "--samples-per-prompt", "1", "--name", "odd",
+                     env_extra=TWO)
+    assert uneven.returncode == 2 and "divide evenly" in uneven.stderr, uneven.stderr
 
 
 def test_a_bad_flag_under_several_processes_is_still_one_line_and_exit_2(tmp_path):
@@ -69,8 +89,6 @@ def test_two_process_reason_logs_each_step_once(tiny_model_dir, tmp_path):
 
 def test_vllm_generation_without_vllm_installed_is_a_clear_error(tmp_path):
     import importlib.util
-
-    import pytest
 
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed here")

@@ -184,11 +184,16 @@ def test_kind_shares_weight_each_kind_by_the_mix_whatever_its_token_count():
     from rlsd_cli.recover import kind_shares
 
     both = torch.tensor([True, False, False, False])
-    shares = {kind: (share, rows.tolist()) for kind, share, rows in kind_shares(both, 0.25)}
-    assert shares == {"keep": (0.25, [True, False, False, False]), "general": (0.75, [False, True, True, True])}
-    only_general = kind_shares(torch.tensor([False, False]), 0.5)
-    assert [(kind, share) for kind, share, _ in only_general] == [("general", 1.0)]
-    assert [(kind, share) for kind, share, _ in kind_shares(both, 0.0)] == [("general", 1.0)]
+    step = torch.tensor([5.0, 60.0])
+    shares = {kind: (share, rows.tolist(), float(n)) for kind, share, rows, n in kind_shares(both, 0.25, step)}
+    assert shares == {"keep": (0.25, [True, False, False, False], 5.0), "general": (0.75, [False, True, True, True], 60.0)}
+    only_general = kind_shares(torch.tensor([False, False]), 0.5, torch.tensor([0.0, 9.0]))
+    assert [(kind, share) for kind, share, _, _ in only_general] == [("general", 1.0)]
+    assert [(kind, share) for kind, share, _, _ in kind_shares(both, 0.0, step)] == [("general", 1.0)]
+    # A process whose rows are all general still gives general its share of the step, not the whole loss: the
+    # keep prompts of the step are on another process.
+    elsewhere = kind_shares(torch.tensor([False, False]), 0.5, torch.tensor([7.0, 9.0]))
+    assert [(kind, share, float(n)) for kind, share, _, n in elsewhere] == [("keep", 0.5, 7.0), ("general", 0.5, 9.0)]
 
 
 def test_the_supervised_anchor_trains_on_the_sft_answers_each_step(tiny_sft_run, tmp_path):
