@@ -98,9 +98,11 @@ def clipped_policy_loss(
     eps_low: float = 0.2,
     eps_high: float = 0.28,
     dual_clip: float | None = 3.0,
+    normalizer: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO's clipped surrogate with per-token advantages (B, T), token-mean over the mask; asymmetric clip
-    (eps_low, eps_high), and for negative advantages the dual clip bounds the loss at dual_clip * |A|.
+    """PPO's clipped surrogate with per-token advantages (B, T), summed over the mask and divided by `normalizer`
+    (default: the number of counted tokens, a token mean); asymmetric clip (eps_low, eps_high), and for negative
+    advantages the dual clip bounds the loss at dual_clip * |A|.
 
     Returns the loss and the fraction of counted tokens whose ratio was clipped.
     """
@@ -112,7 +114,9 @@ def clipped_policy_loss(
     if dual_clip is not None:
         per_token = torch.where(advantages < 0, torch.min(per_token, -dual_clip * advantages), per_token)
     clipped = ((ratio < 1.0 - eps_low) & (advantages < 0)) | ((ratio > 1.0 + eps_high) & (advantages > 0))
-    return masked_mean(per_token, mask), masked_mean(clipped.float(), mask)
+    if normalizer is None:
+        normalizer = mask.sum().clamp(min=1.0)
+    return (per_token * mask.to(per_token.dtype)).sum() / normalizer, masked_mean(clipped.float(), mask)
 
 
 def target_token_nll(

@@ -350,7 +350,7 @@ def _trainer_class():
                 return
             local = torch.tensor([sums[key] for key in LOGGED_KEYS], dtype=torch.float64, device=self.accelerator.device)
             total = self.accelerator.gather(local.unsqueeze(0)).sum(0)
-            for key, (value, count) in zip(LOGGED_KEYS, total.tolist()):
+            for key, (value, count) in zip(LOGGED_KEYS, total.tolist(), strict=True):
                 if count > 0:
                     self._metrics["train"][key].append(value / count)
             self._logged_sums = {}

@@ -163,6 +163,12 @@ def test_clipped_policy_loss_matches_the_policy_gradient_on_policy_and_clips_off
     # 1-D advantages are per sequence.
     flat, _ = clipped_policy_loss(torch.zeros(2, 2), torch.zeros(2, 2), torch.tensor([1.0, -1.0]), torch.ones(2, 2))
     assert flat.item() == 0.0
+    # A normalizer replaces the token count: a process holding half a step divides by its share of the step's
+    # tokens, not its own count.
+    logps = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    loss, _ = clipped_policy_loss(logps, logps.detach(), torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 0.0]]), normalizer=4.0)
+    loss.backward()
+    assert torch.allclose(logps.grad, torch.tensor([[-0.25, 0.0]]))
 
 
 def test_dual_clip_bounds_the_loss_of_negative_advantages():
