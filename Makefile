@@ -23,8 +23,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps lm-eval==0.4.13
 	touch $(STAMP)
 
+# Two workers, a test file each at a time: while one test imports torch and transformers (single-threaded, 10 s
+# and more per command a test starts), the other core trains. The session-wide SmolLM2 sft run starts first.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow

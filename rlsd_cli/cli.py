@@ -57,6 +57,17 @@ def _without_option(argv: list[str], option: str) -> list[str]:
     return out
 
 
+def _write_line(line: str) -> None:
+    """One write: under several processes each rank's error line must reach the shared stderr whole, not
+    interleaved with another rank's (a pipe keeps a write of up to 4 KiB in one piece)."""
+    sys.stderr.flush()
+    try:
+        os.write(sys.stderr.fileno(), line.encode("utf-8", "replace"))
+    except (AttributeError, OSError, ValueError):  # a stderr without a file descriptor (captured in tests)
+        sys.stderr.write(line)
+        sys.stderr.flush()
+
+
 def _fail(message: str, code: int):
     from .runs import discard_unstarted
 
@@ -65,7 +76,7 @@ def _fail(message: str, code: int):
         message += f" (removed the new run folder {', '.join(map(str, removed))}: it had not started training)"
     if _state["json"] and not _state.get("reported") and distributed.is_main_process():
         console.print_json({"error": message, "exit_code": code})
-    print(f"rlsd: error: {message}", file=sys.stderr, flush=True)
+    _write_line(f"rlsd: error: {message}\n")
     distributed.record_exit_code(code)
     raise typer.Exit(code)
 
