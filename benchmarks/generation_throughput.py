@@ -6,8 +6,8 @@ one process, one after the other:
 
   rlsd        rlsd_cli.generation.generate: prompts sorted by length (less left padding), eval mode, the
               precision rlsd picks for this CPU, the inverse-CDF sampler instead of torch.multinomial
-  stock       AutoModelForCausalLM.from_pretrained(folder) + model.generate(do_sample=True) on left-padded
-              batches in the given order
+  stock       AutoModelForCausalLM.from_pretrained(folder) + model.generate(do_sample=True, or greedy at
+              --temperature 0) on left-padded batches in the given order
 
 Tokens counted are the new tokens up to and including end-of-turn. Prints one JSON object.
 
@@ -47,7 +47,8 @@ def stock_generate(model_dir, conversations, batch_size: int, max_new_tokens: in
         inputs = tokenizer.apply_chat_template(batch, add_generation_prompt=True, padding=True, return_dict=True,
                                                return_tensors="pt")
         with torch.no_grad():
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
+            sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+            output = model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling,
                                     eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
         for row in output[:, inputs["input_ids"].shape[1] :].tolist():
             new_tokens += row.index(eos) + 1 if eos in row else len(row)
