@@ -232,10 +232,6 @@ def _trainer_class():
             mine = slice(self.accelerator.process_index * rows, (self.accelerator.process_index + 1) * rows)
             output["advantages"] = group_advantages(rewards, self.num_generations)[mine].to(output["completion_ids"].device)
             self._metrics["train"]["accuracy"].append((rewards > 0.5).float().mean().item())
-            # The step's completion tokens over all processes, on every row (TRL shuffles the rows): each process
-            # divides its token sum by its share of them, so DDP's average is the one-process token mean.
-            step_tokens = self.accelerator.gather(output["completion_mask"].sum().float().reshape(1)).sum()
-            output["step_tokens"] = step_tokens.expand(rows).clone()
             if self.algo != "grpo":
                 output["teacher_logps"] = self._informed_logps(inputs, output)
             return output
@@ -270,10 +266,13 @@ def _trainer_class():
             old = inputs.get("old_per_token_logps")
             old = logps.detach() if old is None else old
             advantages = inputs["advantages"]
-            normalizer = inputs["step_tokens"][0].clamp(min=1.0) / self.accelerator.num_processes
+            # TRL counts the step's completion tokens over all processes (`num_items_in_batch`); each process divides
+            # by its share of them, so DDP's average is the one-process token mean (TRL's own "dapo" normalizer).
+            normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+            logged = {}
             if self.algo == "opsd":
                 loss = on_policy_distillation_loss(logps, old, inputs["teacher_logps"], mask, normalizer)
-                self._log_mean("reverse_kl", masked_mean(sampled_reverse_kl(logps.detach(), inputs["teacher_logps"]), mask).item())
+                logged["reverse_kl"] = masked_mean(sampled_reverse_kl(logps.detach(), inputs["teacher_logps"]), mask).item()
             else:
                 lam = 0.0 if self.algo == "grpo" else linear_decay(self.state.global_step, self.lam, self.decay_steps)
                 if self.algo == "rlsd":
@@ -282,25 +281,28 @@ def _trainer_class():
                     weights = rlsd_token_weights(delta, advantages)[mask.bool()]
                     if not weights.numel():  # NaN: left out of the logged mean (every process still joins the gather)
                         weights = torch.full((1,), float("nan"))
-                    self._log_mean("w/mean", weights.mean().item())
-                    self._log_mean("w/p10", weights.quantile(0.1).item())
-                    self._log_mean("w/p90", weights.quantile(0.9).item())
-                    self._log_mean("w/clipped", ((weights < 1 - self.eps_w) | (weights > 1 + self.eps_w)).float().mean().item())
-                    self._log_mean("delta/mean", masked_mean(delta, mask).item())
+                    logged["w/mean"] = weights.mean().item()
+                    logged["w/p10"] = weights.quantile(0.1).item()
+                    logged["w/p90"] = weights.quantile(0.9).item()
+                    logged["w/clipped"] = ((weights < 1 - self.eps_w) | (weights > 1 + self.eps_w)).float().mean().item()
+                    logged["delta/mean"] = masked_mean(delta, mask).item()
                 else:
                     token_advantages = advantages.unsqueeze(-1).expand_as(logps)
                 self._metrics["train"]["lambda"].append(lam)
                 loss, clip_fraction = clipped_policy_loss(logps, old, token_advantages, mask, **self.clip, normalizer=normalizer)
-                self._log_mean("clip_fraction", clip_fraction.item())
-            self._log_mean("entropy_mean", masked_mean(entropies.detach(), mask).item())
+                logged["clip_fraction"] = clip_fraction.item()
+            logged["entropy_mean"] = masked_mean(entropies.detach(), mask).item()
+            self._log_means(logged)
             return loss
 
-        def _log_mean(self, key, value):
-            """Log the mean of every process's value: TRL logs rank 0's list as given (its own metrics are
-            gathered first). Every process logs the same keys in the same order."""
+        def _log_means(self, values: dict[str, float]):
+            """Log the mean of every process's value, in one gather: TRL logs rank 0's list as given (its own
+            metrics are gathered first). Every process logs the same keys."""
             if self.accelerator.num_processes > 1:
-                value = self.accelerator.gather(torch.tensor([value], device=self.accelerator.device)).nanmean().item()
-            self._metrics["train"][key].append(value)
+                local = torch.tensor([list(values.values())], dtype=torch.float64, device=self.accelerator.device)
+                values = dict(zip(values, self.accelerator.gather(local).nanmean(0).tolist(), strict=True))
+            for key, value in values.items():
+                self._metrics["train"][key].append(value)
 
     return SelfDistilledGRPOTrainer
 

@@ -247,12 +247,12 @@ def _trainer_class():
                             teacher_logps[rows], _ = completion_logps(model, input_ids[rows], attention_mask[rows], length, self.autocast())
             output["teacher_logps"] = teacher_logps
             output["is_keep"] = is_keep
-            # The step's token count per kind over all processes, on every row (TRL shuffles and splits the
-            # batch by rows). Counted here, outside the DDP-wrapped forward where a collective could hang.
+            # The step's token count per kind over all processes, as scalars (TRL shuffles and splits the batch's
+            # rows, and passes scalars through). Counted here, outside the DDP-wrapped forward where a collective
+            # could hang.
             mask = output["completion_mask"].float()
             local = torch.stack([(mask * is_keep.unsqueeze(-1)).sum(), (mask * (~is_keep).unsqueeze(-1)).sum()])
-            step_tokens = self.accelerator.gather(local.unsqueeze(0)).sum(0)
-            output["step_tokens"] = step_tokens.unsqueeze(0).expand(len(kinds), 2).clone()
+            output["keep_tokens"], output["general_tokens"] = self.accelerator.gather(local.unsqueeze(0)).sum(0).unbind()
             return output
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -268,7 +268,7 @@ def _trainer_class():
             # Each process divides by its share of the step's tokens: DDP averages the processes' gradients, so
             # N processes give exactly the gradient one process gives on the whole step.
             shares = [(kind, share, rows, tokens / self.accelerator.num_processes)
-                      for kind, share, rows, tokens in kind_shares(inputs["is_keep"], self.keep_mix, inputs["step_tokens"][0])]
+                      for kind, share, rows, tokens in kind_shares(inputs["is_keep"], self.keep_mix, (inputs["keep_tokens"], inputs["general_tokens"]))]
             if self.divergence == "full":
                 loss, entropy_sum, valid = self._full_divergence_loss(unwrapped_student, shares, input_ids, attention_mask, length, inputs)
                 if self.anchor is not None:
@@ -286,10 +286,10 @@ def _trainer_class():
                     loss = loss + share * on_policy_distillation_loss(student_logps, student_logps.detach(), teacher_logps, part, normalizer)
             kl = sampled_reverse_kl(student_logps.detach(), teacher_logps)
             is_keep = inputs["is_keep"].unsqueeze(-1)
-            self._add_logged_sums({
+            self._add_logged_sums({key: ((values * weight).sum(), weight.sum()) for key, (values, weight) in {
                 "reverse_kl": (kl, mask), "logp/student": (student_logps.detach(), mask), "logp/teacher": (teacher_logps, mask),
                 "reverse_kl/keep": (kl, mask * is_keep), "reverse_kl/general": (kl, mask * ~is_keep),
-            })
+            }.items()})
             if self.anchor is not None:
                 loss = (1.0 - self.keep_mix) * loss + self.keep_mix * self._anchor_loss(unwrapped_student)
             return loss, (entropy * mask).sum(), mask.sum()
@@ -329,20 +329,13 @@ def _trainer_class():
                 )  # this process's sum over the kind's tokens / its share of the step's
                 loss, entropy_sum, valid = loss + share * part, entropy_sum + part_entropy, valid + part_valid
                 logged[f"reverse_kl/{kind}"] = (part.detach() * normalizer, part_valid)
-            self._add_logged_sums(logged, summed=True)
+            self._add_logged_sums(logged)
             return loss, entropy_sum, valid
 
-        def _add_logged_sums(self, values: dict, summed: bool = False):
-            """Keep this micro-batch's (sum, count) per metric; `_reduce_logged_sums` adds them over processes."""
-            self._logged_sums = {}
-            for key in LOGGED_KEYS:
-                if key not in values:
-                    self._logged_sums[key] = (0.0, 0.0)
-                elif summed:
-                    self._logged_sums[key] = tuple(float(v) for v in values[key])
-                else:
-                    value, weight = values[key]
-                    self._logged_sums[key] = (float((value * weight).sum()), float(weight.sum()))
+        def _add_logged_sums(self, sums: dict):
+            """Keep this micro-batch's (sum, count) per metric (absent: none); `_reduce_logged_sums` adds them over
+            processes."""
+            self._logged_sums = {key: tuple(float(v) for v in sums.get(key, (0.0, 0.0))) for key in LOGGED_KEYS}
 
         def _reduce_logged_sums(self):
             sums = getattr(self, "_logged_sums", None)
