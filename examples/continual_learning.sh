@@ -7,6 +7,7 @@
 #
 #   examples/continual_learning.sh            # or: make demo
 #   RLSD=rlsd RUNS=runs IFEVAL=path/to/input_data.jsonl examples/continual_learning.sh
+#   SFT_RECIPE=cpu-sft RECOVER_RECIPE=cpu-recover examples/continual_learning.sh   # the slower, gentler settings
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
@@ -18,24 +19,25 @@ IFEVAL="${IFEVAL:-$ROOT/../shared/benchmarks/ifeval/input_data.jsonl}"
 EVAL=(--eval ifeval --eval-limit "${IFEVAL_LIMIT:-60}" --eval-max-new-tokens 128)
 [ -f "$IFEVAL" ] && EVAL+=(--eval-data "$IFEVAL")
 
-step() { printf '\n== %s\n' "$*" >&2; }
+step() { printf '\n== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 step "building the PDF and DOCX of the example corpus"
 "$PYTHON" "$HERE/build_docs.py" >&2
 
 step "sft on examples/company (scores the base model first, then the trained run)"
-"$RLSD" sft "$HERE/company" --recipe cpu-sft --epochs "${SFT_EPOCHS:-3}" --eval-qa "$QA" "${EVAL[@]}" \
+"$RLSD" sft "$HERE/company" --recipe "${SFT_RECIPE:-cpu-demo-sft}" --eval-qa "$QA" "${EVAL[@]}" \
   --runs-dir "$RUNS" --name "$SFT" --json > "$RUNS/.$SFT.json" || { echo "sft failed" >&2; exit 1; }
 mv "$RUNS/.$SFT.json" "$RUNS/$SFT/cli-summary.json"
 
 step "recover --teacher base (the same weights with the adapter switched off)"
-"$RLSD" recover --from "$RUNS/$SFT" --recipe cpu-recover "${EVAL[@]}" \
+"$RLSD" recover --from "$RUNS/$SFT" --recipe "${RECOVER_RECIPE:-cpu-demo-recover}" "${EVAL[@]}" \
   --runs-dir "$RUNS" --name "$RECOVER" --json > "$RUNS/.$RECOVER.json" || { echo "recover failed" >&2; exit 1; }
 mv "$RUNS/.$RECOVER.json" "$RUNS/$RECOVER/cli-summary.json"
 
 step "comparison"
 "$RLSD" eval compare smollm2-135m "$RUNS/$SFT" "$RUNS/$RECOVER" --plot "$RUNS/$RECOVER/compare.png" >&2
 
+step "done in $((SECONDS / 60)) min $((SECONDS % 60)) s"
 # The gate: the recover run's summary holds base (adapter off), before (= the sft run) and after scores.
 "$PYTHON" - "$RUNS/$RECOVER/cli-summary.json" <<'EOF'
 import json
