@@ -31,6 +31,9 @@ METHODS = ("distill", "sft-self")
 DIVERGENCES = ("sampled", "full")
 KEEP_WITH = ("sft", "distill")
 KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
+# Built-in general prompt sets (rlsd_cli/data/): `general` = 240 everyday tasks, `format` = 72 tasks that each ask
+# for a checkable format (a format the base follows comes back only where a prompt asks for it), `all` = both.
+BUILTIN_PROMPTS = ("all", "general", "format")
 SNAPSHOT_ADAPTER = "sft_snapshot"
 # Token means logged each step, added up over all processes before they are logged.
 LOGGED_KEYS = ("reverse_kl", "logp/student", "logp/teacher", "reverse_kl/keep", "reverse_kl/general")
@@ -43,7 +46,7 @@ class RecoverConfig(RunOptions, EvalOptions, RolloutOptions):
     teacher_precision: str = "same"  # same | full (a separate full-precision copy of the base for a 4-bit student)
     method: str = "distill"  # distill | sft-self (supervised on the student's own samples: the baseline)
     divergence: str = "sampled"  # sampled (per-token estimator, policy gradient) | full (full-vocabulary reverse KL)
-    prompts: Path | None = None  # general prompts; default: the built-in instruction set
+    prompts: str = "all"  # general prompts: a built-in set (BUILTIN_PROMPTS) or a JSONL file
     keep_mix: float = 0.5
     keep_with: str = "distill"  # sft: supervised loss on the sft run's Q/A pairs | distill: on-policy from the sft snapshot
     keep_prompts: Path | None = None  # default: the sft run's knowledge_prompts.jsonl
@@ -171,12 +174,17 @@ def anchor_batches(examples: list[dict[str, Any]], per_step: int, steps: int, se
     return batches
 
 
-def general_prompts(path: Path | None) -> tuple[list[list[dict[str, str]]], str]:
-    from .replay import builtin_instructions, read_prompts
+def general_prompts(spec: str) -> tuple[list[list[dict[str, str]]], str]:
+    """Prompts from a JSONL file, or a built-in set by name (a file of that name wins)."""
+    from .replay import FORMAT_INSTRUCTIONS, GENERAL_INSTRUCTIONS, builtin_instructions, read_prompts
 
-    if path is not None:
-        return read_prompts(path), str(path)
-    return [[{"role": "user", "content": item["prompt"]}] for item in builtin_instructions()], "built-in general instructions"
+    if Path(spec).is_file():
+        return read_prompts(Path(spec)), str(spec)
+    files = {"general": [GENERAL_INSTRUCTIONS], "format": [FORMAT_INSTRUCTIONS], "all": [GENERAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS]}
+    if spec not in files:
+        raise BadInputError(f"--prompts {spec}: no such file; give a JSONL file or a built-in set: {', '.join(BUILTIN_PROMPTS)}")
+    items = [item for name in files[spec] for item in builtin_instructions(name)]
+    return [[{"role": "user", "content": item["prompt"]}] for item in items], f"built-in {spec} instructions ({len(items)})"
 
 
 def check_trained_adapter(peft_model, run_dir: Path) -> None:

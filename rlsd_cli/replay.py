@@ -24,9 +24,16 @@ from .errors import BadInputError
 from .fsutil import atomic_write_text
 from .suites.base import read_jsonl
 
+GENERAL_INSTRUCTIONS = "general_instructions.jsonl"
+# Tasks written for this project, each with one checkable format constraint of the kinds instruction-following
+# benchmarks test (a title in <<...>>, a P.S., lowercase, keywords, no commas, an end phrase, ...); none is taken
+# from an evaluation set. `recover` samples them beside the general instructions: a format the base model follows
+# is only brought back where a prompt asks for it.
+FORMAT_INSTRUCTIONS = "format_instructions.jsonl"
 
-def builtin_instructions() -> list[dict[str, str]]:
-    text = resources.files("rlsd_cli.data").joinpath("general_instructions.jsonl").read_text(encoding="utf-8")
+
+def builtin_instructions(name: str = GENERAL_INSTRUCTIONS) -> list[dict[str, str]]:
+    text = resources.files("rlsd_cli.data").joinpath(name).read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 

@@ -5,9 +5,18 @@ generating again."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 import rlsd_cli.replay as replay
+from conftest import SHARED
 from rlsd_cli.sft import SFTConfig
+
+IFEVAL = SHARED / "benchmarks" / "ifeval" / "input_data.jsonl"
 
 TOKENS = SFTConfig.replay_max_new_tokens  # the answers sft asks for by default
 
@@ -44,3 +53,28 @@ def test_a_fresh_cache_is_seeded_from_the_shipped_file_without_a_model(tmp_path,
     assert replay.replay_cache_path(weights, TOKENS).read_text() == shipped.read_text()
     assert info["kept"] == len(conversations) > 200
     assert conversations[0][1]["role"] == "assistant" and conversations[0][1]["content"]
+
+
+def _word_runs(text: str, n: int = 6) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+@pytest.mark.skipif(not IFEVAL.is_file(), reason="needs ../shared/benchmarks/ifeval")
+def test_the_format_instructions_share_no_six_word_run_with_ifeval():
+    """recover trains on them and the demo scores IFEval: a shared phrase would be training on the test."""
+    ifeval = set().union(*(_word_runs(json.loads(line)["prompt"]) for line in IFEVAL.read_text().splitlines() if line.strip()))
+    shared = {item["id"]: sorted(_word_runs(item["prompt"]) & ifeval)
+              for item in replay.builtin_instructions(replay.FORMAT_INSTRUCTIONS)}
+    assert not {k: v for k, v in shared.items() if v}
+
+
+def test_the_format_instructions_are_the_files_generator_output(tmp_path):
+    """The shipped file is what its seeded generator writes (so it can be read, and remade, from the script)."""
+    script = Path(replay.__file__).with_name("data") / "build_format_instructions.py"
+    copy = tmp_path / script.name
+    copy.write_text(script.read_text())
+    subprocess.run([sys.executable, str(copy)], check=True, capture_output=True)
+    assert (tmp_path / replay.FORMAT_INSTRUCTIONS).read_text() == (script.parent / replay.FORMAT_INSTRUCTIONS).read_text()
+    rows = replay.builtin_instructions(replay.FORMAT_INSTRUCTIONS)
+    assert len(rows) >= 60 and len({r["prompt"] for r in rows}) == len(rows)
