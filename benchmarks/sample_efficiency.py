@@ -5,12 +5,12 @@ Each (algorithm, seed) is one `rlsd reason` run with `--eval-every`; two run at 
 machine has 2 cores). Runs already made (`--runs DIR` holding folders named <algo>-seed<S>) are read, not redone,
 so a long sweep can be stopped and continued. Prints one JSON object and writes a PNG of the mean curves.
 
-The defaults are the largest sweep that fits in about two hours of this 2-core CPU (nine runs of 24 steps, one
-problem x 8 samples each, held-out accuracy on 64 problems every 6 steps). That is far over the 10 minutes the
-other benchmarks take: one step of the embedded model is 40-50 s on one core, so nine runs cannot fit in 10 minutes
-at any size that learns. `--steps 2 --seeds 0 --eval-every 1 --eval-limit 8` is a smoke run of a few minutes.
+The defaults are the largest sweep that fits in about 80 minutes of this 2-core CPU: nine runs of 16 steps, one
+problem x 8 samples per step, held-out accuracy on 64 problems every 4 steps. That is far over the 10 minutes the
+other benchmarks take: one step of the embedded model is 40-50 s on one core, so nine runs cannot fit in 10
+minutes at any size that learns. `--steps 2 --seeds 0 --eval-every 1 --eval-limit 8` is a smoke run of minutes.
 
-    python benchmarks/sample_efficiency.py --runs bench-runs [--steps 24] [--seeds 0 1 2] [--algos rlsd grpo opsd]
+    python benchmarks/sample_efficiency.py --runs bench-runs [--steps 16] [--seeds 0 1 2] [--algos rlsd grpo opsd]
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--algos", nargs="+", default=["rlsd", "grpo", "opsd"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--prompts-per-step", type=int, default=1)
-    parser.add_argument("--eval-every", type=int, default=6)
+    parser.add_argument("--eval-every", type=int, default=4)
     parser.add_argument("--eval-limit", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-4)
