@@ -33,7 +33,7 @@ KEEP_WITH = ("sft", "distill")
 KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
 # Built-in general prompt sets (rlsd_cli/data/): `general` = 240 everyday tasks, `format` = 72 tasks that each ask
 # for a checkable format (a format the base follows comes back only where a prompt asks for it), `all` = both.
-BUILTIN_PROMPTS = ("all", "general", "format")
+BUILTIN_PROMPTS = ("general", "format", "all")
 SNAPSHOT_ADAPTER = "sft_snapshot"
 # Token means logged each step, added up over all processes before they are logged.
 LOGGED_KEYS = ("reverse_kl", "logp/student", "logp/teacher", "reverse_kl/keep", "reverse_kl/general")
@@ -46,7 +46,7 @@ class RecoverConfig(RunOptions, EvalOptions, RolloutOptions):
     teacher_precision: str = "same"  # same | full (a separate full-precision copy of the base for a 4-bit student)
     method: str = "distill"  # distill | sft-self (supervised on the student's own samples: the baseline)
     divergence: str = "sampled"  # sampled (per-token estimator, policy gradient) | full (full-vocabulary reverse KL)
-    prompts: str = "all"  # general prompts: a built-in set (BUILTIN_PROMPTS) or a JSONL file
+    prompts: str = "general"  # a built-in set (BUILTIN_PROMPTS) or a JSONL file
     keep_mix: float = 0.5
     keep_with: str = "distill"  # sft: supervised loss on the sft run's Q/A pairs | distill: on-policy from the sft snapshot
     keep_prompts: Path | None = None  # default: the sft run's knowledge_prompts.jsonl

@@ -117,7 +117,7 @@ def test_built_in_prompt_sets_are_the_general_and_the_format_instructions():
     assert texts["format"] == formats
     assert texts["all"] == texts["general"] + formats
     assert len(texts["general"]) == len(builtin_instructions()) and not set(texts["general"]) & set(formats)
-    assert general_prompts(RecoverConfig.prompts)[0] == general_prompts("all")[0]
+    assert general_prompts(RecoverConfig.prompts)[0] == general_prompts("general")[0]
 
 
 def test_general_prompts_read_a_file_and_name_the_built_in_sets(tmp_path):
@@ -126,7 +126,7 @@ def test_general_prompts_read_a_file_and_name_the_built_in_sets(tmp_path):
     path = tmp_path / "mine.jsonl"
     path.write_text(json.dumps({"prompt": "Say hi."}) + "\n")
     assert general_prompts(str(path))[0] == [[{"role": "user", "content": "Say hi."}]]
-    with pytest.raises(BadInputError, match="all, general, format"):
+    with pytest.raises(BadInputError, match="general, format, all"):
         general_prompts(str(tmp_path / "missing.jsonl"))
 
 
