@@ -27,6 +27,8 @@ from pathlib import Path
 from common import machine
 
 METRIC = "eval/math/accuracy"
+# Fixed for every run of the sweep, and recorded in its JSON.
+FIXED = {"num_generations": 8, "temperature": 0.7, "threads_per_run": 1}
 
 
 def curve(run: Path) -> dict[int, float]:
@@ -42,15 +44,15 @@ def launch(algo: str, seed: int, args, data: Path) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("rlsd")
     command = [str(exe), "reason", "--data", str(data), "--model", args.model, "--algo", algo, "--seed", str(seed),
                "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--eval-limit", str(args.eval_limit),
-               "--num-generations", "8", "--prompts-per-step", str(args.prompts_per_step), "--max-new-tokens", str(args.max_new_tokens),
-               "--temperature", "0.7", "--lr", str(args.lr), "--verifier", "math",
+               "--num-generations", str(FIXED["num_generations"]), "--prompts-per-step", str(args.prompts_per_step), "--max-new-tokens", str(args.max_new_tokens),
+               "--temperature", str(FIXED["temperature"]), "--lr", str(args.lr), "--verifier", "math",
                "--runs-dir", str(args.runs), "--name", f"{algo}-seed{seed}"]
     if (args.runs / f"{algo}-seed{seed}").exists():  # a run stopped before its end: rlsd moves it to .trash/
         command.append("--force")
     # Output to a file, not a pipe: a pipe nobody reads fills up and blocks the run.
-    log = open(args.runs / f"{algo}-seed{seed}.log", "w")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    with open(args.runs / f"{algo}-seed{seed}.log", "w") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                env=dict(os.environ, OMP_NUM_THREADS=str(FIXED["threads_per_run"])))
 
 
 def main() -> None:
@@ -97,7 +99,7 @@ def main() -> None:
     result = {
         "benchmark": "sample_efficiency",
         "machine": machine(),
-        "model": args.model, "steps": args.steps, "prompts_per_step": args.prompts_per_step, "num_generations": 8,
+        "model": args.model, "steps": args.steps, "prompts_per_step": args.prompts_per_step, **FIXED,
         "seeds": args.seeds, "eval_limit": args.eval_limit, "max_new_tokens": args.max_new_tokens, "lr": args.lr,
         "mean_curves": mean_curves,
         "final_by_seed": {a: {s: c[max(c)] if c else None for s, c in by_seed.items()} for a, by_seed in curves.items()},

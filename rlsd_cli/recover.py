@@ -31,9 +31,10 @@ METHODS = ("distill", "sft-self")
 DIVERGENCES = ("sampled", "full")
 KEEP_WITH = ("sft", "distill")
 KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
-# Built-in general prompt sets (rlsd_cli/data/): `general` = 240 everyday tasks, `format` = 72 tasks that each ask
-# for a checkable format (a format the base follows comes back only where a prompt asks for it), `all` = both.
-BUILTIN_PROMPTS = ("general", "format", "all")
+# Built-in general prompt sets (files in rlsd_cli/data/): `general` = 240 everyday tasks, `format` = 72 tasks that
+# each ask for a checkable format (a format the base follows comes back only where a prompt asks for it), `all` = both.
+BUILTIN_PROMPTS = {"general": ("general_instructions.jsonl",), "format": ("format_instructions.jsonl",),
+                   "all": ("general_instructions.jsonl", "format_instructions.jsonl")}
 SNAPSHOT_ADAPTER = "sft_snapshot"
 # Token means logged each step, added up over all processes before they are logged.
 LOGGED_KEYS = ("reverse_kl", "logp/student", "logp/teacher", "reverse_kl/keep", "reverse_kl/general")
@@ -176,14 +177,13 @@ def anchor_batches(examples: list[dict[str, Any]], per_step: int, steps: int, se
 
 def general_prompts(spec: str) -> tuple[list[list[dict[str, str]]], str]:
     """Prompts from a JSONL file, or a built-in set by name (a file of that name wins)."""
-    from .replay import FORMAT_INSTRUCTIONS, GENERAL_INSTRUCTIONS, builtin_instructions, read_prompts
+    from .replay import builtin_instructions, read_prompts
 
     if Path(spec).is_file():
         return read_prompts(Path(spec)), str(spec)
-    files = {"general": [GENERAL_INSTRUCTIONS], "format": [FORMAT_INSTRUCTIONS], "all": [GENERAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS]}
-    if spec not in files:
+    if spec not in BUILTIN_PROMPTS:
         raise BadInputError(f"--prompts {spec}: no such file; give a JSONL file or a built-in set: {', '.join(BUILTIN_PROMPTS)}")
-    items = [item for name in files[spec] for item in builtin_instructions(name)]
+    items = [item for name in BUILTIN_PROMPTS[spec] for item in builtin_instructions(name)]
     return [[{"role": "user", "content": item["prompt"]}] for item in items], f"built-in {spec} instructions ({len(items)})"
 
 

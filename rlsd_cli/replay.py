@@ -27,8 +27,8 @@ from .suites.base import read_jsonl
 GENERAL_INSTRUCTIONS = "general_instructions.jsonl"
 # Tasks written for this project, each with one checkable format constraint of the kinds instruction-following
 # benchmarks test (a title in <<...>>, a P.S., lowercase, keywords, no commas, an end phrase, ...); none is taken
-# from an evaluation set. `recover` samples them beside the general instructions: a format the base model follows
-# is only brought back where a prompt asks for it.
+# from an evaluation set. `recover --prompts format|all` samples them: a format the base model follows is only
+# brought back where a prompt asks for it.
 FORMAT_INSTRUCTIONS = "format_instructions.jsonl"
 
 

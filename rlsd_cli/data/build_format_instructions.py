@@ -65,13 +65,20 @@ constraints = [
 ]
 words = ["simple", "morning", "careful", "bright", "friendly", "quiet", "green", "window", "journey", "happy"]
 ends = ["Thank you for reading.", "Have a wonderful day.", "That is my answer.", "Let me know what you think."]
-rng = random.Random(11)
-rows = []
-for i in range(72):
-    task = tasks[i % len(tasks)]
-    kind, text = constraints[i % len(constraints)] if i < len(constraints) * 2 else rng.choice(constraints)
-    a, b = rng.sample(words, 2)
-    text = text.format(a=a, b=b, end=rng.choice(ends), n=rng.choice([2, 3, 4]), w=rng.choice([50, 80, 120]))
-    rows.append({"id": f"fc-{i+1:03d}", "category": f"format:{kind}", "prompt": f"{task}. {text}"})
-Path(__file__).with_name("format_instructions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-print(f"{len(rows)} prompts")
+
+
+def main() -> None:
+    rng = random.Random(11)
+    rows = []
+    for i in range(72):
+        task = tasks[i % len(tasks)]
+        kind, text = constraints[i % len(constraints)] if i < len(constraints) * 2 else rng.choice(constraints)
+        a, b = rng.sample(words, 2)
+        text = text.format(a=a, b=b, end=rng.choice(ends), n=rng.choice([2, 3, 4]), w=rng.choice([50, 80, 120]))
+        rows.append({"id": f"fc-{i+1:03d}", "category": f"format:{kind}", "prompt": f"{task}. {text}"})
+    Path(__file__).with_name("format_instructions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"{len(rows)} prompts")
+
+
+if __name__ == "__main__":
+    main()
