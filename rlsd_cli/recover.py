@@ -26,6 +26,7 @@ from .console import say
 from .distributed import per_process_share
 from .errors import BadInputError
 from .options import EvalOptions, RolloutOptions, RunOptions
+from .replay import FORMAT_INSTRUCTIONS, GENERAL_INSTRUCTIONS, builtin_instructions, read_prompts
 
 METHODS = ("distill", "sft-self")
 DIVERGENCES = ("sampled", "full")
@@ -33,8 +34,8 @@ KEEP_WITH = ("sft", "distill")
 KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
 # Built-in general prompt sets (files in rlsd_cli/data/): `general` = 240 everyday tasks, `format` = 72 tasks that
 # each ask for a checkable format (a format the base follows comes back only where a prompt asks for it), `all` = both.
-BUILTIN_PROMPTS = {"general": ("general_instructions.jsonl",), "format": ("format_instructions.jsonl",),
-                   "all": ("general_instructions.jsonl", "format_instructions.jsonl")}
+BUILTIN_PROMPTS = {"general": (GENERAL_INSTRUCTIONS,), "format": (FORMAT_INSTRUCTIONS,),
+                   "all": (GENERAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS)}
 SNAPSHOT_ADAPTER = "sft_snapshot"
 # Token means logged each step, added up over all processes before they are logged.
 LOGGED_KEYS = ("reverse_kl", "logp/student", "logp/teacher", "reverse_kl/keep", "reverse_kl/general")
@@ -140,7 +141,6 @@ def knowledge_path(run_dir: Path, override: Path | None) -> Path:
 
 
 def knowledge_prompts(run_dir: Path, override: Path | None) -> list[list[dict[str, str]]]:
-    from .replay import read_prompts
 
     return read_prompts(knowledge_path(run_dir, override))
 
@@ -177,7 +177,6 @@ def anchor_batches(examples: list[dict[str, Any]], per_step: int, steps: int, se
 
 def general_prompts(spec: str) -> tuple[list[list[dict[str, str]]], str]:
     """Prompts from a JSONL file, or a built-in set by name (a file of that name wins)."""
-    from .replay import builtin_instructions, read_prompts
 
     if Path(spec).is_file():
         return read_prompts(Path(spec)), str(spec)
