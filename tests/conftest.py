@@ -125,7 +125,7 @@ def stop_when_logged(args: list[str], metrics: Path, rows: int, stop_signal: int
     return process.returncode, stderr
 
 
-def assert_same_adapter(folder_a: Path, folder_b: Path) -> None:
+def assert_same_adapter(folder_a: Path, folder_b: Path, rtol: float = 1e-4, atol: float = 1e-5) -> None:
     """Two runs' final adapters hold the same tensors within float tolerance, and training moved them."""
     import torch
     from safetensors.torch import load_file
@@ -134,4 +134,4 @@ def assert_same_adapter(folder_a: Path, folder_b: Path) -> None:
     assert a.keys() == b.keys()
     assert any(value.abs().max() > 1e-4 for key, value in b.items() if "lora_B" in key)  # it trained
     for key, value in b.items():
-        torch.testing.assert_close(a[key], value, rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(a[key], value, rtol=rtol, atol=atol, msg=key)

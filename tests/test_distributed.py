@@ -48,10 +48,7 @@ def test_two_process_sft_and_recover(tiny_model_dir, tmp_path):
     # are 1 document prompt and 3 general ones (--keep-mix 0.25): one process gets the document prompt and a
     # general one, the other two general ones. Each kind's token mean must still be over the whole step, so the
     # run ends with the one-process adapter and logs the one-process KL (checked to fail with per-process means).
-    # `--prompts all`: with the default `general` set this check fails on a 2-core Intel Xeon (AVX512, 2026-12-04)
-    # at every commit tried, the previous session's included, and passes on the AMD machine it was written on. Not
-    # yet explained; a guess is a near-tie in a greedy rollout that batch shapes decide differently.
-    rec = ["recover", "--from", str(runs / "one"), "--prompts", "all", "--steps", "2", "--prompts-per-step", "4", "--samples-per-prompt", "2",
+    rec = ["recover", "--from", str(runs / "one"), "--steps", "2", "--prompts-per-step", "4", "--samples-per-prompt", "2",
            "--keep-mix", "0.25", "--top-k", "1", "--max-new-tokens", "8", "--lr", "0.01", "--runs-dir", str(runs), "--json"]
     rec_one = run_cli(*rec, "--name", "rec-one")
     assert rec_one.returncode == 0, rec_one.stderr
@@ -59,7 +56,10 @@ def test_two_process_sft_and_recover(tiny_model_dir, tmp_path):
     assert rec_two.returncode == 0, rec_two.stderr
     assert json.loads(rec_two.stdout)["steps"] == 2 and _steps(runs / "rec-two") == [1, 2]
     assert sorted(p.name for p in runs.iterdir()) == ["one", "rec-one", "rec-two", "two"]
-    assert_same_adapter(runs / "rec-two", runs / "rec-one")
+    # Adam turns float noise in a near-zero gradient into a visible step: two processes sum each gradient in
+    # another order, and on a 2-core Intel Xeon (2026-12-04) one lora_B element of 0.02 moved differed by 2e-5
+    # (same rollouts, same logged KL). Per-process token means, the bug this guards against, differ by 4e-2.
+    assert_same_adapter(runs / "rec-two", runs / "rec-one", rtol=1e-3, atol=1e-4)
     logged = [[json.loads(x) for x in (runs / r / "metrics.jsonl").read_text().splitlines()] for r in ("rec-one", "rec-two")]
     for key in ("reverse_kl", "reverse_kl/keep", "reverse_kl/general"):
         assert [row[key] for row in logged[1]] == pytest.approx([row[key] for row in logged[0]], rel=1e-3, abs=1e-5), key
