@@ -1,11 +1,14 @@
 """What RLSD costs over GRPO: seconds per step of `rlsd reason --algo rlsd` vs `--algo grpo` at equal rollouts.
 
 Both runs use the same model, problems, seed, group size, prompts per step and completion length, one after the
-other in separate processes (so neither slows the other). RLSD's extra work is one no-grad forward pass of the
-informed teacher over the sampled tokens (and a copy of the adapter every --teacher-sync-steps steps); the target
+other in separate processes (so neither slows the other), at `--lr 1e-12`: the policy stays where it starts, so
+both sample the same rollouts at every step (same seed, same completion lengths; a real learning rate lets the
+two runs drift apart after step 1, and the time of a step follows its sampled lengths more than its algorithm). RLSD's extra work is one no-grad forward pass of the
+informed teacher over the sampled tokens, each problem's teacher prompt run once for its group (and a copy of
+the adapter every --teacher-sync-steps steps); the target
 is at most 1.15x GRPO's time per step. The first step (warm-up, first allocation of every buffer) is left out.
 
-    python benchmarks/rlsd_cost.py [--steps 4] [--num-generations 8] [--prompts-per-step 2] [--max-new-tokens 64]
+    python benchmarks/rlsd_cost.py [--steps 5] [--num-generations 8] [--prompts-per-step 2] [--max-new-tokens 64]
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def step_seconds(run: Path) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--num-generations", type=int, default=8)
     parser.add_argument("--prompts-per-step", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -43,7 +46,7 @@ def main() -> None:
         for algo in ("grpo", "rlsd"):
             result = rlsd("reason", "--data", str(data), "--model", args.model, "--algo", algo, "--steps", str(args.steps),
                           "--num-generations", str(args.num_generations), "--prompts-per-step", str(args.prompts_per_step),
-                          "--max-new-tokens", str(args.max_new_tokens), "--temperature", "0.7",
+                          "--max-new-tokens", str(args.max_new_tokens), "--temperature", "0.7", "--lr", "1e-12",
                           "--runs-dir", str(Path(tmp) / "runs"), "--name", algo, "--json")
             summary = json.loads(result.stdout)
             # Step 1 also pays for the first allocations; its row's elapsed time is measured from the trainer's start.

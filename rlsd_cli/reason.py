@@ -8,8 +8,8 @@ A_t = A * [(1 - lam) + lam * clip(w_t, 1 - eps_w, 1 + eps_w)] (the released code
 as the baseline that shows why RLSD exists (the model learns to act as if it had seen the answer).
 
 Built on TRL's GRPOTrainer (generation, rewards, batching, checkpoints). Ours, because no library has them:
-the informed-teacher pass (one extra forward through the same weights, under a frozen extra adapter that is
-re-synced from the student every `teacher_sync_steps`), the RLSD weighting, and the loss (TRL's GRPO loss has
+the informed-teacher pass (one extra no-grad forward through the same weights, under a frozen extra adapter that
+is re-synced from the student every `teacher_sync_steps`; each problem's teacher prompt runs once for its group), the RLSD weighting, and the loss (TRL's GRPO loss has
 no dual clip for negative advantages): pure functions in `losses.py`.
 """
 
@@ -185,7 +185,7 @@ def _trainer_class():
         rlsd_token_weights,
         sampled_reverse_kl,
     )
-    from .teachers import EvalModeRollouts, completion_logps, copy_adapter_weights
+    from .teachers import EvalModeRollouts, copy_adapter_weights, shared_prefix_completion_logps
 
     class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         """GRPOTrainer whose per-token advantages are reweighted by the model shown the reference (RLSD);
@@ -248,13 +248,11 @@ def _trainer_class():
             with left_padding(self.processing_class) as tokenizer:
                 encoded = tokenizer.apply_chat_template([x["teacher_prompt"] for x in inputs], add_generation_prompt=True,
                                                         tokenize=True, padding=True, return_dict=True, return_tensors="pt")
-            completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
-            input_ids = torch.cat([encoded["input_ids"].to(completion_ids.device), completion_ids], dim=1)
-            attention_mask = torch.cat([encoded["attention_mask"].to(completion_ids.device), completion_mask], dim=1)
+            completion_ids = output["completion_ids"]
             with self.informed_teacher.scoring() as model:
-                logps, _ = completion_logps(model, input_ids, attention_mask, completion_ids.size(1), self.autocast(),
-                                            temperature=self.temperature)
-            return logps
+                return shared_prefix_completion_logps(
+                    model, encoded["input_ids"].to(completion_ids.device), encoded["attention_mask"].to(completion_ids.device),
+                    completion_ids, output["completion_mask"], self.autocast(), temperature=self.temperature)
 
         def _compute_loss(self, model, inputs):
             prompt_ids, completion_ids = inputs["prompt_ids"], inputs["completion_ids"]

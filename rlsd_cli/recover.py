@@ -208,7 +208,13 @@ def _trainer_class():
     from trl.trainer.utils import RepeatSampler
 
     from .losses import on_policy_distillation_loss, sampled_reverse_kl, self_sft_loss
-    from .teachers import EvalModeRollouts, causal_lm, completion_hidden_states, completion_logps
+    from .teachers import (
+        EvalModeRollouts,
+        causal_lm,
+        completion_hidden_states,
+        completion_logps,
+        shared_prefix_completion_logps,
+    )
 
     class OnPolicyDistillationTrainer(EvalModeRollouts, DistillationTrainer):
         """TRL's DistillationTrainer with several samples per prompt, one teacher per prompt kind, the
@@ -241,17 +247,17 @@ def _trainer_class():
         def _generate_and_score_completions(self, inputs):
             output = super()._generate_and_score_completions(inputs)
             kinds = [x.get("kind", "general") for x in inputs]
-            input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
-            attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
-            length = output["completion_ids"].size(1)
-            teacher_logps = torch.zeros(output["completion_ids"].shape, dtype=torch.float32, device=input_ids.device)
-            is_keep = torch.tensor([k == "keep" for k in kinds], device=input_ids.device)
+            device = output["completion_ids"].device
+            teacher_logps = torch.zeros(output["completion_ids"].shape, dtype=torch.float32, device=device)
+            is_keep = torch.tensor([k == "keep" for k in kinds], device=device)
             if self.divergence == "sampled":
                 for kind, teacher in self.teachers.items():
                     rows = [i for i, k in enumerate(kinds) if k == kind]
                     if rows:
                         with teacher.scoring() as model:
-                            teacher_logps[rows], _ = completion_logps(model, input_ids[rows], attention_mask[rows], length, self.autocast())
+                            teacher_logps[rows] = shared_prefix_completion_logps(
+                                model, output["prompt_ids"][rows], output["prompt_mask"][rows],
+                                output["completion_ids"][rows], output["completion_mask"][rows], self.autocast())
             output["teacher_logps"] = teacher_logps
             output["is_keep"] = is_keep
             # The step's token count per kind over all processes, as scalars (TRL shuffles and splits the batch's

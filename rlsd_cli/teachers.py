@@ -16,6 +16,7 @@ optimise it twice; `scoring()` yields the module to run, in eval mode, under no_
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,9 +79,55 @@ def completion_logps(
     completion positions are projected, a few rows at a time, so the full (B, L, V) logits never exist.
     `temperature` scores the distribution the tokens were sampled from (TRL divides the student's logits the same way).
     """
-    lm = causal_lm(model)
     hidden = completion_hidden_states(model, input_ids, attention_mask, completion_length, autocast)
-    targets = input_ids[:, -completion_length:]
+    return logps_from_hidden(model, hidden, input_ids[:, -completion_length:], with_entropy, chunk_rows, temperature)
+
+
+def shared_prefix_completion_logps(
+    model,
+    prefix_ids: torch.Tensor,
+    prefix_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    autocast=None,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """`completion_logps` of [prefix, completion] rows, for a no-grad scorer, with each distinct prefix run once.
+
+    The rollouts of one prompt repeat its prefix (G = 8 samples of a problem share one teacher prompt): the
+    distinct prefixes run in one forward, their key/value cache is copied to their rows, and only the completions
+    run row by row. A teacher that read 8 x (prompt + answer) tokens reads prompt + 8 x answer.
+    """
+    keys = [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(prefix_ids, prefix_mask, strict=True)]
+    distinct = list(dict.fromkeys(keys))
+    if len(distinct) == len(keys):  # nothing shared: one pass is cheaper than two
+        logps, _ = completion_logps(model, torch.cat([prefix_ids, completion_ids], 1),
+                                    torch.cat([prefix_mask, completion_mask], 1), completion_ids.size(1), autocast,
+                                    temperature=temperature)
+        return logps
+    first = torch.tensor([keys.index(k) for k in distinct], device=prefix_ids.device)
+    row_prefix = torch.tensor([distinct.index(k) for k in keys], device=prefix_ids.device)
+    backbone = causal_lm(model).base_model
+    attention_mask = torch.cat([prefix_mask, completion_mask], 1)
+    with autocast if autocast is not None else contextlib.nullcontext():
+        prefix = backbone(input_ids=prefix_ids[first], attention_mask=prefix_mask[first],
+                          position_ids=position_ids_from_mask(prefix_mask[first]), use_cache=True)
+        # transformers renamed `past_key_values` to `cache` during 5.x; take whichever this version has.
+        cache_name = "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
+        cache = getattr(prefix, cache_name)
+        cache.reorder_cache(row_prefix)  # each row gets its prefix's keys and values
+        rest = backbone(input_ids=completion_ids, attention_mask=attention_mask,
+                        position_ids=position_ids_from_mask(attention_mask)[:, prefix_ids.size(1):],
+                        use_cache=True, **{cache_name: cache})
+    # The first completion token is predicted by the prefix's last position, each later one by the token before it.
+    hidden = torch.cat([prefix.last_hidden_state[row_prefix, -1:], rest.last_hidden_state[:, :-1]], 1)
+    logps, _ = logps_from_hidden(model, hidden, completion_ids, False, 4, temperature)
+    return logps
+
+
+def logps_from_hidden(model, hidden, targets, with_entropy: bool, chunk_rows: int, temperature: float):
+    """log-probs (and entropies) of `targets` from the hidden states that predict them, the head in fp32."""
+    lm = causal_lm(model)
     head = lm.get_output_embeddings()
     weight = head.weight.float()
     bias = head.bias.float() if getattr(head, "bias", None) is not None else None

@@ -14,7 +14,13 @@ import torch
 from conftest import assert_same_adapter, run_cli, stop_when_logged
 from rlsd_cli.errors import BadInputError
 from rlsd_cli.recover import RecoverConfig, step_prompts
-from rlsd_cli.teachers import AdapterOffTeacher, SnapshotTeacher, completion_logps, eval_mode
+from rlsd_cli.teachers import (
+    AdapterOffTeacher,
+    SnapshotTeacher,
+    completion_logps,
+    eval_mode,
+    shared_prefix_completion_logps,
+)
 
 DOCS = Path(__file__).parent / "data" / "docs"
 
@@ -92,6 +98,34 @@ def test_completion_logps_of_a_left_padded_batch_match_each_row_alone(tiny_model
             full = torch.log_softmax(loaded.model(single_ids).logits[0, -length - 1 : -1].float(), -1)
             assert torch.allclose(alone[0], full.gather(-1, single_ids[0, -length:, None]).squeeze(-1), atol=1e-4)
     assert entropy.shape == batched.shape and torch.all(entropy > 0)
+
+
+def test_shared_prefix_scoring_equals_scoring_every_row_whole(tiny_sft_run):
+    """Samples of one prompt share its prefix's forward (and key/value cache); each token's log-prob must be the
+    one the whole row gives, for left-padded prompts of different lengths and answers that end early."""
+    from rlsd_cli.model import load_model
+
+    loaded = load_model(str(tiny_sft_run), quant="none", trainable=True)  # LoRA on: the adapter must apply to both passes
+    tokenizer = loaded.tokenizer
+    prompts = [tokenizer("Short", add_special_tokens=False)["input_ids"],
+               tokenizer("A rather longer prompt with many more words in it", add_special_tokens=False)["input_ids"]]
+    width, rows = max(map(len, prompts)), [0, 1, 0, 1, 1, 0]  # samples of the two prompts, interleaved
+    prefix_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(prompts[r])) + prompts[r] for r in rows])
+    prefix_mask = torch.tensor([[0] * (width - len(prompts[r])) + [1] * len(prompts[r]) for r in rows])
+    generator = torch.Generator().manual_seed(0)
+    completion_ids = torch.randint(100, 1000, (len(rows), 7), generator=generator)
+    completion_mask = torch.ones_like(completion_ids)
+    completion_mask[1, 3:] = 0  # ended early: the rest is padding
+    completion_mask[4, 5:] = 0
+    with torch.no_grad(), eval_mode(loaded.model):
+        whole, _ = completion_logps(loaded.model, torch.cat([prefix_ids, completion_ids], 1),
+                                    torch.cat([prefix_mask, completion_mask], 1), 7)
+        shared = shared_prefix_completion_logps(loaded.model, prefix_ids, prefix_mask, completion_ids, completion_mask)
+        distinct = shared_prefix_completion_logps(loaded.model, prefix_ids[:2], prefix_mask[:2], completion_ids[:2],
+                                                  completion_mask[:2])  # no prefix repeats: the one-pass path
+    torch.testing.assert_close(shared * completion_mask, whole * completion_mask, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(distinct, whole[:2] * 1.0, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(whole[0], whole[2], atol=1e-3)  # the rows differ: a swapped cache would show
 
 
 def test_step_prompts_put_the_keep_fraction_in_every_step_in_a_fixed_order():
