@@ -16,7 +16,15 @@ from transformers import AutoTokenizer
 from conftest import run_cli
 from rlsd_cli.errors import BadInputError
 from rlsd_cli.ingest import read_corpus
-from rlsd_cli.sft import SFTConfig, chat_example, document_chunks, mix_in_chat, plan, sample_chat
+from rlsd_cli.sft import (
+    PadOrPackCollator,
+    SFTConfig,
+    chat_example,
+    document_chunks,
+    mix_in_chat,
+    plan,
+    sample_chat,
+)
 
 DOCS = Path(__file__).parent / "data" / "docs"
 
@@ -69,6 +77,31 @@ def test_plan_counts_and_never_uses_eval_questions(tokenizer):
     generated = {p.question.lower() for p in the_plan.qa_pairs}
     assert not held_out & generated
     assert all("____" in p.question for p in the_plan.qa_pairs if p.kind == "cloze")
+
+
+def test_a_packed_batch_gives_each_example_the_logits_it_gets_padded(tiny_model_dir):
+    """A batch of one long and several short examples is packed into one row (less work than padding), a batch
+    of equal lengths is padded, and in a packed row every example sees only itself: the same logits as padded."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    collator = PadOrPackCollator(0, model.config)
+    assert collator.packs([255, 61, 72, 74, 77, 80, 80, 160]) and not collator.packs([256] * 8)
+    generator = torch.Generator().manual_seed(0)
+    lengths = [40, 7, 9, 12]
+    examples = [{"input_ids": torch.randint(1, 1000, (n,), generator=generator).tolist()} for n in lengths]
+    assert collator.packs(lengths)
+    packed, padded = collator(examples), collator.padded(examples)
+    assert packed["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in packed
+    with torch.no_grad():
+        # No cache, as in training: transformers finds the examples of a packed row only then.
+        packed_logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits[0]
+        padded_logits = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
+    starts = [sum(lengths[:i]) for i in range(len(lengths))]
+    for row, (start, n) in enumerate(zip(starts, lengths, strict=True)):
+        torch.testing.assert_close(packed_logits[start : start + n], padded_logits[row, :n], atol=1e-4, rtol=1e-4)
+    # Labels: the first token of each example is not predicted from the one before it (another example's).
+    assert (packed["labels"][0, starts] == -100).all()
 
 
 @pytest.mark.parametrize(
