@@ -3,9 +3,9 @@
 Both runs use the same model, problems, seed, group size, prompts per step and completion length, one after the
 other in separate processes (so neither slows the other), at `--lr 1e-12`: the policy stays where it starts, so
 both sample the same rollouts at every step (same seed, same completion lengths; a real learning rate lets the
-two runs drift apart after step 1, and the time of a step follows its sampled lengths more than its algorithm). RLSD's extra work is one no-grad forward pass of the
-informed teacher over the sampled tokens, each problem's teacher prompt run once for its group (and a copy of
-the adapter every --teacher-sync-steps steps); the target
+two runs drift apart after step 1, and the time of a step follows its sampled lengths more than its algorithm).
+RLSD's extra work is one no-grad forward pass of the informed teacher over the sampled tokens, each problem's
+teacher prompt run once for its group (and a copy of the adapter every --teacher-sync-steps steps); the target
 is at most 1.15x GRPO's time per step. The first step (warm-up, first allocation of every buffer) is left out.
 
     python benchmarks/rlsd_cost.py [--steps 5] [--num-generations 8] [--prompts-per-step 2] [--max-new-tokens 64]

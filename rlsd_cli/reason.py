@@ -9,8 +9,9 @@ as the baseline that shows why RLSD exists (the model learns to act as if it had
 
 Built on TRL's GRPOTrainer (generation, rewards, batching, checkpoints). Ours, because no library has them:
 the informed-teacher pass (one extra no-grad forward through the same weights, under a frozen extra adapter that
-is re-synced from the student every `teacher_sync_steps`; each problem's teacher prompt runs once for its group), the RLSD weighting, and the loss (TRL's GRPO loss has
-no dual clip for negative advantages): pure functions in `losses.py`.
+is re-synced from the student every `teacher_sync_steps`; each problem's teacher prompt runs once for its
+group), the RLSD weighting, and the loss (TRL's GRPO loss has no dual clip for negative advantages): pure
+functions in `losses.py`.
 """
 
 from __future__ import annotations

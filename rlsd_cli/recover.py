@@ -141,7 +141,6 @@ def knowledge_path(run_dir: Path, override: Path | None) -> Path:
 
 
 def knowledge_prompts(run_dir: Path, override: Path | None) -> list[list[dict[str, str]]]:
-
     return read_prompts(knowledge_path(run_dir, override))
 
 
@@ -177,7 +176,6 @@ def anchor_batches(examples: list[dict[str, Any]], per_step: int, steps: int, se
 
 def general_prompts(spec: str) -> tuple[list[list[dict[str, str]]], str]:
     """Prompts from a JSONL file, or a built-in set by name (a file of that name wins)."""
-
     if Path(spec).is_file():
         return read_prompts(Path(spec)), str(spec)
     if spec not in BUILTIN_PROMPTS:

@@ -373,12 +373,11 @@ def _trainer_class(target_only_loss: bool):
             entropy and top-1; that saves memory on a GPU, but on this CPU it measured 1.5x slower than the plain
             full-logits forward (263 vs 385 tokens/s, SmolLM2-135M + LoRA, batch 8 x 80, bf16 autocast), and
             memory is not what limits a CPU run. Skipping the prompt positions is cheaper still (benchmarks/)."""
-            if "attention_mask" not in inputs:  # a packed row: transformers separates its examples only without a cache
-                inputs = {**inputs, "use_cache": False}
             if not target_only_loss or return_outputs:
                 return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
             head = self.accelerator.unwrap_model(model).get_output_embeddings()
-            forward = {k: v for k, v in inputs.items() if k not in ("labels", "use_cache")}
+            forward = {k: v for k, v in inputs.items() if k != "labels"}
+            # use_cache=False also lets transformers find the examples of a packed row (TRL's own loss sets it too).
             # logits_to_keep=1: the model's own projection runs on one position; the final hidden state is the loss's input.
             outputs = model(**forward, use_cache=False, output_hidden_states=True, logits_to_keep=1)
             loss = target_token_nll(outputs.hidden_states[-1], inputs["labels"], head, num_items_in_batch)

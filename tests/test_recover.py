@@ -124,7 +124,7 @@ def test_shared_prefix_scoring_equals_scoring_every_row_whole(tiny_sft_run):
         distinct = shared_prefix_completion_logps(loaded.model, prefix_ids[:2], prefix_mask[:2], completion_ids[:2],
                                                   completion_mask[:2])  # no prefix repeats: the one-pass path
     torch.testing.assert_close(shared * completion_mask, whole * completion_mask, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(distinct, whole[:2] * 1.0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(distinct, whole[:2], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(whole[0], whole[2], atol=1e-3)  # the rows differ: a swapped cache would show
 
 
