@@ -399,7 +399,7 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
 
     from .evaluate import EvalConfig, check_eval_data, run_eval
     from .model import LoadedModel, load_model, resolve_model
-    from .runs import Run, read_run_record
+    from .runs import RUN_RECORD, Run, read_run_record
     from .training import (
         PeriodicEval,
         RunLogger,
@@ -419,6 +419,9 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
         raise BadInputError(f"--from {config.from_run}: pass a run folder made by `rlsd sft` (runs/<name>)")
     parent_record = read_run_record(parent.run_dir)
     eval_qa = config.eval_qa or (parent_record.get("config") or {}).get("eval_qa")
+    if not config.eval_qa and eval_qa and not Path(eval_qa).exists():  # older sft runs kept the path as typed
+        raise BadInputError(f"{parent.run_dir / RUN_RECORD}: the sft run's --eval-qa {eval_qa} is not found from "
+                            f"{Path.cwd()}; pass --eval-qa FILE, or run from the folder the sft run ran in")
     eval_configs = {}
     if eval_qa:
         eval_configs["qa"] = EvalConfig(suite="qa", model=str(parent.run_dir), data=Path(eval_qa), quant=config.quant)

@@ -287,10 +287,11 @@ def plot_series_grid(grid: dict[str, dict[str, list[tuple[float, float]]]], targ
 
 
 def config_record(config) -> dict[str, Any]:
-    """A config dataclass as JSON-ready values (paths as strings), for run.json."""
+    """A config dataclass as JSON-ready values, for run.json. Paths are made absolute: a later command (`recover`
+    reading the sft run's `--eval-qa`, a resume) may run from another folder."""
     from dataclasses import asdict
 
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    return {k: (str(v.absolute()) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
 
 
 def mean_or_none(values: list) -> float | None:

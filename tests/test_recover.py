@@ -236,6 +236,26 @@ def test_missing_knowledge_prompts_name_the_file_and_the_fix(tiny_sft_run, tmp_p
     assert result.returncode == 2 and "nope.jsonl" in result.stderr and "--keep-mix 0" in result.stderr
 
 
+def test_run_records_keep_paths_absolute_so_later_commands_find_them_from_anywhere(monkeypatch, tmp_path):
+    from rlsd_cli.training import config_record
+
+    monkeypatch.chdir(tmp_path)
+    record = config_record(RecoverConfig(from_run=Path("runs/sft"), eval_qa=Path("qa/held_out.jsonl")))
+    assert record["eval_qa"] == str(tmp_path / "qa" / "held_out.jsonl") and record["from_run"] == str(tmp_path / "runs" / "sft")
+
+
+def test_an_older_sft_runs_relative_eval_qa_names_the_record_and_the_fix(tiny_sft_run, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_sft_run, old)
+    record = json.loads((old / "run.json").read_text())
+    record["config"]["eval_qa"] = "tests/data/docs_qa.jsonl"  # as typed in the folder the sft run ran in
+    (old / "run.json").write_text(json.dumps(record))
+    result = run_cli("recover", "--from", str(old), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(old / "run.json") in result.stderr and "--eval-qa FILE" in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing left behind
+
+
 def test_kind_shares_weight_each_kind_by_the_mix_whatever_its_token_count():
     from rlsd_cli.recover import kind_shares
 
