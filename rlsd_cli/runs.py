@@ -267,11 +267,17 @@ def check_resumable(path: Path, stored: dict[str, Any], record: dict[str, Any]) 
                             "own --model to resume it")
     old_config, new_config = stored.get("config") or {}, record.get("config") or {}
     for key in sorted(set(old_config) & set(new_config) - RESUME_MAY_CHANGE):
-        if old_config[key] != new_config[key]:
+        if _as_path(old_config[key]) != _as_path(new_config[key]):
             flag = "--" + key.replace("_", "-")
             raise BadInputError(f"{path}: the run was started with {flag} {old_config[key]!r}, not {new_config[key]!r}; "
                                 f"resume with the same settings (see {path / RUN_RECORD}) or start a new run with "
                                 "another --name")
+
+
+def _as_path(value: Any) -> Any:
+    """A string setting as an absolute path: runs recorded before paths were stored absolute kept them as typed,
+    and a resume from the same folder must still match. Other strings (a model name) compare unchanged."""
+    return os.path.abspath(value) if isinstance(value, str) else value
 
 
 def discard_unstarted() -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import time
 
 import pytest
@@ -63,6 +64,13 @@ def test_resume_refuses_a_finished_run_another_base_or_changed_settings(runs_roo
         Run.create("sft", name="r", root=runs_root, resume=True, record={**record, "config": {"lr": 1e-3}})
     # Where and how often it reports may change.
     Run.create("sft", name="r", root=runs_root, resume=True, record={**record, "config": {"lr": 1e-4, "eval_limit": 5}})
+    # A run recorded with its documents' path as typed resumes from the same folder, now that paths are absolute;
+    # other documents are refused.
+    typed = {**record, "config": {"lr": 1e-4, "docs": "docs"}}
+    Run.create("sft", name="typed", root=runs_root, record=typed)
+    Run.create("sft", name="typed", root=runs_root, resume=True, record={**typed, "config": {"lr": 1e-4, "docs": os.path.abspath("docs")}})
+    with pytest.raises(BadInputError, match="started with --docs 'docs'"):
+        Run.create("sft", name="typed", root=runs_root, resume=True, record={**typed, "config": {"lr": 1e-4, "docs": "/elsewhere/docs"}})
     (runs_root / "r" / "summary.json").write_text("{}")
     with pytest.raises(BadInputError, match="finished"):
         Run.create("sft", name="r", root=runs_root, resume=True, record=record)
