@@ -127,6 +127,8 @@ def weights_hash(model_dir: Path) -> str:
     with contextlib.suppress(OSError, ValueError):
         memo = json.loads(memo_path.read_text())
     if key not in memo:
+        # Entries of deleted folders (test and temporary models) would otherwise pile up forever.
+        memo = {k: v for k, v in memo.items() if all(Path(part.rsplit(":", 2)[0]).exists() for part in k.split("|"))}
         memo[key] = weights_sha256(model_dir)
         with contextlib.suppress(OSError):
             atomic_write_json(memo_path, memo)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
 import rlsd_cli.model as model_module
+from rlsd_cli.env import rlsd_home
 from rlsd_cli.errors import BadInputError
 from rlsd_cli.model import LoraSettings, choose_precision, load_model, resolve_model, weights_hash
 
@@ -87,6 +89,16 @@ def test_weights_hash_changes_with_the_weights(tmp_path, tiny_model_dir):
         model.model.norm.weight.add_(1.0)
     model.save_pretrained(copy, safe_serialization=True)
     assert weights_hash(copy) != before
+    # The memo forgets folders that no longer exist when it learns a new one.
+    memo_path = Path(rlsd_home()) / "weights-hashes.json"
+    assert any(str(copy) in key for key in json.loads(memo_path.read_text()))
+    shutil.rmtree(copy)
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    (other / "model.safetensors").touch()  # a new modification time: a new memo key
+    weights_hash(other)
+    keys = list(json.loads(memo_path.read_text()))
+    assert not any(str(copy) in key for key in keys) and any(str(other) in key for key in keys)
 
 
 def test_auto_precision_on_cpu_never_picks_4bit(monkeypatch):
