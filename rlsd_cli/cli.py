@@ -100,6 +100,11 @@ GenerationOpt = typer.Option("transformers", "--generation",
                              help="Rollouts with transformers (default) or vllm (GPU; the optional vllm extra).")
 RecipeOpt = typer.Option(None, "--recipe", help="YAML file (or a shipped recipe's name) whose keys are this command's flags; flags given here win.")
 RunsDirOpt = typer.Option(None, "--runs-dir", help="Where run folders live (default: ./runs, or $RLSD_RUNS).")
+ResumeOpt = typer.Option(False, "--resume", help="Continue the run named --name from its last checkpoint.")
+RunForceOpt = typer.Option(False, "--force", help="Move an existing run of that name to runs/.trash/ and start again.")
+EvalDataOpt = typer.Option(None, "--eval-data", help="Data for the --eval suite.")
+EvalLimitOpt = typer.Option(None, "--eval-limit", help="Seeded sample of N items for the --eval suite.")
+EvalMaxNewTokensOpt = typer.Option(None, "--eval-max-new-tokens", help="Most tokens per --eval response.")
 
 
 def _json(flag: bool) -> bool:
@@ -327,16 +332,16 @@ def sft(
     seed: int = typer.Option(_SFT['seed'], "--seed"),
     name: str | None = typer.Option(None, "--name", help="Run name (default sft-<timestamp>)."),
     runs_dir: Path | None = RunsDirOpt,
-    resume: bool = typer.Option(False, "--resume", help="Continue the run named --name from its last checkpoint."),
-    force: bool = typer.Option(False, "--force", help="Move an existing run of that name to runs/.trash/ and start again."),
+    resume: bool = ResumeOpt,
+    force: bool = RunForceOpt,
     save_every: int = typer.Option(_SFT['save_every'], "--save-every", help="Write a checkpoint every N steps (0: only on interruption)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unusable file instead of skipping it."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be trained on, without loading the model."),
     eval_qa: Path | None = typer.Option(None, "--eval-qa", help="QA JSONL to score before and after training."),
     eval_suite: list[str] = typer.Option([], "--eval", help="Another suite to score before and after (e.g. ifeval)."),
-    eval_data: Path | None = typer.Option(None, "--eval-data", help="Data for the --eval suite."),
-    eval_limit: int | None = typer.Option(None, "--eval-limit", help="Seeded sample of N items for the --eval suite."),
-    eval_max_new_tokens: int | None = typer.Option(None, "--eval-max-new-tokens", help="Most tokens per --eval response."),
+    eval_data: Path | None = EvalDataOpt,
+    eval_limit: int | None = EvalLimitOpt,
+    eval_max_new_tokens: int | None = EvalMaxNewTokensOpt,
     recipe: str | None = RecipeOpt,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
@@ -414,14 +419,14 @@ def recover(
     seed: int = typer.Option(_REC["seed"], "--seed"),
     name: str | None = typer.Option(None, "--name", help="Run name (default recover-<timestamp>)."),
     runs_dir: Path | None = RunsDirOpt,
-    resume: bool = typer.Option(False, "--resume", help="Continue the run named --name from its last checkpoint."),
-    force: bool = typer.Option(False, "--force", help="Move an existing run of that name to runs/.trash/ and start again."),
+    resume: bool = ResumeOpt,
+    force: bool = RunForceOpt,
     save_every: int = typer.Option(_REC["save_every"], "--save-every", help="Write a checkpoint every N steps (0: only on interruption)."),
     eval_qa: Path | None = typer.Option(None, "--eval-qa", help="QA JSONL scored on the base, before and after (default: the sft run's)."),
     eval_suite: list[str] = typer.Option([], "--eval", help="Another suite scored on the base, before and after (e.g. ifeval)."),
-    eval_data: Path | None = typer.Option(None, "--eval-data", help="Data for the --eval suite."),
-    eval_limit: int | None = typer.Option(None, "--eval-limit", help="Seeded sample of N items for the --eval suite."),
-    eval_max_new_tokens: int | None = typer.Option(None, "--eval-max-new-tokens", help="Most tokens per --eval response."),
+    eval_data: Path | None = EvalDataOpt,
+    eval_limit: int | None = EvalLimitOpt,
+    eval_max_new_tokens: int | None = EvalMaxNewTokensOpt,
     eval_every: int = typer.Option(_REC["eval_every"], "--eval-every", help="Also score every N steps into metrics.jsonl (0: off)."),
     generation: str = GenerationOpt,
     recipe: str | None = RecipeOpt,
@@ -484,8 +489,8 @@ def reason(
     seed: int = typer.Option(_RSN["seed"], "--seed"),
     name: str | None = typer.Option(None, "--name", help="Run name (default reason-<timestamp>)."),
     runs_dir: Path | None = RunsDirOpt,
-    resume: bool = typer.Option(False, "--resume", help="Continue the run named --name from its last checkpoint."),
-    force: bool = typer.Option(False, "--force", help="Move an existing run of that name to runs/.trash/ and start again."),
+    resume: bool = ResumeOpt,
+    force: bool = RunForceOpt,
     save_every: int = typer.Option(_RSN["save_every"], "--save-every", help="Write a checkpoint every N steps (0: only on interruption)."),
     test_data: Path | None = typer.Option(None, "--test-data", help="Held-out problems (default: test.jsonl beside --data)."),
     eval_limit: int | None = typer.Option(_RSN["eval_limit"], "--eval-limit", help="Seeded sample of N held-out problems."),
