@@ -403,7 +403,7 @@ def recover(
     teacher: str = typer.Option(_REC["teacher"], "--teacher", help="'base' (the same weights, adapter off) or a model spec / run with the same tokenizer."),
     teacher_precision: str = typer.Option(_REC["teacher_precision"], "--teacher-precision", help="same | full (a separate full-precision base copy for a 4-bit student)."),
     method: str = typer.Option(_REC["method"], "--method", help="distill | sft-self (supervised on own samples: the baseline)."),
-    divergence: str = typer.Option(_REC["divergence"], "--divergence", help="sampled (per-token estimator) | full (full-vocabulary reverse KL)."),
+    divergence: str = typer.Option(_REC["divergence"], "--divergence", help="full (full-vocabulary reverse KL) | sampled (per-token estimator). sft-self always trains on the sampled tokens."),
     prompts: str = typer.Option(_REC["prompts"], "--prompts", help="General prompts: a built-in set (general | format | all) or a JSONL file ('prompt' or 'messages')."),
     keep_mix: float = typer.Option(_REC["keep_mix"], "--keep-mix", help="Share of the loss that keeps what sft taught (see --keep-with); 0 is plain distillation from the base."),
     keep_with: str = typer.Option(_REC["keep_with"], "--keep-with", help="sft (supervised loss on the sft run's Q/A pairs) | distill (on-policy from a frozen sft snapshot)."),

@@ -47,13 +47,13 @@ class RecoverConfig(RunOptions, EvalOptions, RolloutOptions):
     teacher: str = "base"  # base | a model spec or run folder with the same tokenizer
     teacher_precision: str = "same"  # same | full (a separate full-precision copy of the base for a 4-bit student)
     method: str = "distill"  # distill | sft-self (supervised on the student's own samples: the baseline)
-    divergence: str = "sampled"  # sampled (per-token estimator, policy gradient) | full (full-vocabulary reverse KL)
-    prompts: str = "general"  # a built-in set (BUILTIN_PROMPTS) or a JSONL file
+    divergence: str = "full"  # full (full-vocabulary reverse KL) | sampled (per-token estimator, policy gradient)
+    prompts: str = "format"  # a built-in set (BUILTIN_PROMPTS) or a JSONL file
     keep_mix: float = 0.5
-    keep_with: str = "distill"  # sft: supervised loss on the sft run's Q/A pairs | distill: on-policy from the sft snapshot
+    keep_with: str = "sft"  # sft: supervised loss on the sft run's Q/A pairs | distill: on-policy from the sft snapshot
     keep_prompts: Path | None = None  # default: the sft run's knowledge_prompts.jsonl
     keep_examples_per_step: int = 8
-    samples_per_prompt: int = 4
+    samples_per_prompt: int = 2
     top_k: int = 0  # rollouts from the k likeliest tokens; 0: the whole distribution; 1: greedy (reproducible)
     prompts_per_step: int = 4  # over all processes
     max_new_tokens: int = 128
@@ -224,7 +224,8 @@ def _trainer_class():
             self.keep_mix = keep_mix
             self.anchor = anchor  # per-step supervised batches of the sft run's Q/A pairs, or None
             self.method = method
-            self.divergence = divergence
+            # --method sft-self trains on the sampled tokens themselves, whatever --divergence says.
+            self.full_divergence = divergence == "full" and method == "distill"
             self.samples_per_prompt = samples_per_prompt
             self.autocast = autocast
             super().__init__(*args, teacher_model=None, **kwargs)
@@ -248,7 +249,7 @@ def _trainer_class():
             device = output["completion_ids"].device
             teacher_logps = torch.zeros(output["completion_ids"].shape, dtype=torch.float32, device=device)
             is_keep = torch.tensor([k == "keep" for k in kinds], device=device)
-            if self.divergence == "sampled":
+            if not self.full_divergence:  # the full divergence scores the teacher inside the loss instead
                 for kind, teacher in self.teachers.items():
                     rows = [i for i, k in enumerate(kinds) if k == kind]
                     if rows:
@@ -280,7 +281,7 @@ def _trainer_class():
             # N processes give exactly the gradient one process gives on the whole step.
             shares = [(kind, share, rows, tokens / self.accelerator.num_processes)
                       for kind, share, rows, tokens in kind_shares(inputs["is_keep"], self.keep_mix, (inputs["keep_tokens"], inputs["general_tokens"]))]
-            if self.divergence == "full":
+            if self.full_divergence:
                 loss, entropy_sum, valid = self._full_divergence_loss(unwrapped_student, shares, input_ids, attention_mask, length, inputs)
                 if self.anchor is not None:
                     loss = (1.0 - self.keep_mix) * loss + self.keep_mix * self._anchor_loss(unwrapped_student)
@@ -321,8 +322,6 @@ def _trainer_class():
             return nll
 
         def _full_divergence_loss(self, student, shares, input_ids, attention_mask, length, inputs):
-            if self.method == "sft-self":
-                raise BadInputError("--method sft-self trains on sampled tokens; use it with --divergence sampled")
             student_hidden = completion_hidden_states(student, input_ids, attention_mask, length, self.autocast())
             head = causal_lm(student).get_output_embeddings()
             loss = entropy_sum = valid = 0
@@ -340,6 +339,9 @@ def _trainer_class():
                 )  # this process's sum over the kind's tokens / its share of the step's
                 loss, entropy_sum, valid = loss + share * part, entropy_sum + part_entropy, valid + part_valid
                 logged[f"reverse_kl/{kind}"] = (part.detach() * normalizer, part_valid)
+            sums = [logged[key] for key in ("reverse_kl/keep", "reverse_kl/general") if key in logged]
+            if sums:
+                logged["reverse_kl"] = (sum(total for total, _ in sums), sum(count for _, count in sums))
             self._add_logged_sums(logged)
             return loss, entropy_sum, valid
 

@@ -49,20 +49,23 @@ def test_two_process_sft_and_recover(tiny_model_dir, tmp_path):
     # general one, the other two general ones. Each kind's token mean must still be over the whole step, so the
     # run ends with the one-process adapter and logs the one-process KL (checked to fail with per-process means).
     rec = ["recover", "--from", str(runs / "one"), "--steps", "2", "--prompts-per-step", "4", "--samples-per-prompt", "2",
-           "--keep-mix", "0.25", "--top-k", "1", "--max-new-tokens", "8", "--lr", "0.01", "--runs-dir", str(runs), "--json"]
-    rec_one = run_cli(*rec, "--name", "rec-one")
-    assert rec_one.returncode == 0, rec_one.stderr
-    rec_two = run_cli("--num-processes", "2", *rec, "--name", "rec-two", env_extra=TWO)
-    assert rec_two.returncode == 0, rec_two.stderr
-    assert json.loads(rec_two.stdout)["steps"] == 2 and _steps(runs / "rec-two") == [1, 2]
-    assert sorted(p.name for p in runs.iterdir()) == ["one", "rec-one", "rec-two", "two"]
-    # Adam turns float noise in a near-zero gradient into a visible step: two processes sum each gradient in
-    # another order, and on a 2-core Intel Xeon (2026-12-04) one lora_B element of 0.02 moved differed by 2e-5
-    # (same rollouts, same logged KL). Per-process token means, the bug this guards against, differ by 4e-2.
-    assert_same_adapter(runs / "rec-two", runs / "rec-one", rtol=1e-3, atol=1e-4)
-    logged = [[json.loads(x) for x in (runs / r / "metrics.jsonl").read_text().splitlines()] for r in ("rec-one", "rec-two")]
-    for key in ("reverse_kl", "reverse_kl/keep", "reverse_kl/general"):
-        assert [row[key] for row in logged[1]] == pytest.approx([row[key] for row in logged[0]], rel=1e-3, abs=1e-5), key
+           "--keep-mix", "0.25", "--keep-with", "distill", "--top-k", "1", "--max-new-tokens", "8", "--lr", "0.01",
+           "--runs-dir", str(runs), "--json"]
+    for divergence in ("sampled", "full"):  # the sampled-token policy gradient, and the full-vocabulary loss
+        one_name, two_name = f"rec-one-{divergence}", f"rec-two-{divergence}"
+        rec_one = run_cli(*rec, "--divergence", divergence, "--name", one_name)
+        assert rec_one.returncode == 0, rec_one.stderr
+        rec_two = run_cli("--num-processes", "2", *rec, "--divergence", divergence, "--name", two_name, env_extra=TWO)
+        assert rec_two.returncode == 0, rec_two.stderr
+        assert json.loads(rec_two.stdout)["steps"] == 2 and _steps(runs / two_name) == [1, 2]
+        # Adam turns float noise in a near-zero gradient into a visible step: two processes sum each gradient in
+        # another order, and on a 2-core Intel Xeon (2026-12-04) one lora_B element of 0.02 moved differed by 2e-5
+        # (same rollouts, same logged KL). Per-process token means, the bug this guards against, differ by 4e-2.
+        assert_same_adapter(runs / two_name, runs / one_name, rtol=1e-3, atol=1e-4)
+        logged = [[json.loads(x) for x in (runs / r / "metrics.jsonl").read_text().splitlines()] for r in (one_name, two_name)]
+        for key in ("reverse_kl", "reverse_kl/keep", "reverse_kl/general"):
+            assert [row[key] for row in logged[1]] == pytest.approx([row[key] for row in logged[0]], rel=1e-3, abs=1e-5), (divergence, key)
+    assert sorted(p.name for p in runs.iterdir()) == ["one", "rec-one-full", "rec-one-sampled", "rec-two-full", "rec-two-sampled", "two"]
     uneven = run_cli("--num-processes", "2", *rec, "--prompts-per-step", "3", "--samples-per-prompt", "1", "--name", "odd",
                      env_extra=TWO)
     assert uneven.returncode == 2 and "divide evenly" in uneven.stderr, uneven.stderr

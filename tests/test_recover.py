@@ -151,7 +151,7 @@ def test_built_in_prompt_sets_are_the_general_and_the_format_instructions():
     assert texts["format"] == formats
     assert texts["all"] == texts["general"] + formats
     assert len(texts["general"]) == len(builtin_instructions()) and not set(texts["general"]) & set(formats)
-    assert general_prompts(RecoverConfig.prompts)[0] == general_prompts("general")[0]
+    assert general_prompts(RecoverConfig.prompts)[0] == general_prompts("format")[0]  # the default
 
 
 def test_general_prompts_read_a_file_and_name_the_built_in_sets(tmp_path):
@@ -194,8 +194,8 @@ def test_recover_cli_writes_a_child_run_with_per_kind_kl(tiny_sft_run, tmp_path)
     assert chat.returncode == 0, chat.stderr
 
 
-@pytest.mark.parametrize("extra", [["--method", "sft-self"], ["--divergence", "full", "--keep-with", "sft"]])
-def test_baseline_and_full_divergence_run_through_the_same_code(tiny_sft_run, tmp_path, extra):
+@pytest.mark.parametrize("extra", [["--method", "sft-self"], ["--divergence", "sampled", "--keep-with", "distill"]])
+def test_baseline_and_sampled_divergence_run_through_the_same_code(tiny_sft_run, tmp_path, extra):
     result = run_cli("recover", "--from", str(tiny_sft_run), "--steps", "2", "--max-new-tokens", "8", "--prompts-per-step", "2",
                      "--samples-per-prompt", "2", "--runs-dir", str(tmp_path), "--name", "r", "--json", *extra)
     assert result.returncode == 0, result.stderr
