@@ -12,7 +12,7 @@ import pytest
 
 from conftest import SHARED, run_cli
 
-# `slow`: about 15 minutes on 2 cores on top of the sft run; `make test-slow` runs it (CI's 30 minutes are
+# `slow`: about 10 minutes on 2 cores on top of the sft run; `make test-slow` runs it (CI's 30 minutes are
 # already spent by the sft end-to-end run on the slower CI machines).
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 IFEVAL = SHARED / "benchmarks" / "ifeval" / "input_data.jsonl"
@@ -39,23 +39,9 @@ def test_sft_costs_instruction_following_and_recover_brings_it_back_keeping_the_
               (("base", base), ("sft", sft), ("recover", recovered))}
     assert scores["sft"][0] < scores["base"][0], scores  # sft forgot some instruction following
     assert scores["sft"][1] > scores["base"][1], scores  # and learned the documents
-    assert scores["recover"][0] > scores["sft"][0], scores  # recover brings instruction following back
-    # and keeps the documents, give or take one of the 24 questions (2026-12-03, fp32 CPU, the 0.1-mix sft run:
-    # 16 -> 15 of 24 while IFEval went 0.32 -> 0.25 -> 0.34; the run before kept all)
+    assert scores["recover"][0] > scores["sft"][0], scores  # recover brings instruction following back,
+    assert scores["recover"][0] >= (scores["sft"][0] + scores["base"][0]) / 2, scores  # at least half of what sft cost
+    # and keeps the documents, give or take one of the 24 questions. From this sft run (0.32 -> 0.25, QA 16 of 24),
+    # the defaults gave 0.32 / 0.34 / 0.33 and 15 / 16 / 16 over seeds 0-2 (2026-12-04, 2-core Intel Xeon, fp32);
+    # the former defaults (general prompts, sampled-token estimator, on-policy anchor) 0.28 / 0.24 and 12 / 13.
     assert scores["recover"][1] >= scores["sft"][1] - 1.5 / 24, scores
-
-
-def test_the_reverse_kl_to_the_base_falls(recover_run):
-    run, summary = recover_run
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    general = [r["reverse_kl/general"] for r in rows if isinstance(r.get("reverse_kl/general"), float)]
-    third = max(len(general) // 3, 1)
-    first, last = sum(general[:third]) / third, sum(general[-third:]) / third
-    assert first > 0.05 and last < 0.6 * first, general
-
-
-def test_the_adapter_off_teacher_costs_no_more_memory_than_sft(recover_run, sft_run):
-    _, summary = recover_run
-    _, sft_summary = sft_run
-    assert summary["peak_rss_bytes"] <= 1.10 * sft_summary["peak_rss_bytes"]
-    assert "no second copy" in summary["teachers"]["general"]
