@@ -7,7 +7,7 @@
 #
 #   examples/continual_learning.sh            # or: make demo
 #   RLSD=rlsd RUNS=runs IFEVAL=path/to/input_data.jsonl examples/continual_learning.sh
-#   SFT_RECIPE=cpu-sft RECOVER_RECIPE=cpu-recover examples/continual_learning.sh   # the slower, gentler settings
+#   SFT_RECIPE=cpu-sft examples/continual_learning.sh   # the slower, gentler sft (RECOVER_RECIPE= picks recover's)
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
