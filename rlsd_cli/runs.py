@@ -276,7 +276,8 @@ def check_resumable(path: Path, stored: dict[str, Any], record: dict[str, Any]) 
 
 def _as_path(value: Any) -> Any:
     """A string setting as an absolute path: runs recorded before paths were stored absolute kept them as typed,
-    and a resume from the same folder must still match. Other strings (a model name) compare unchanged."""
+    and a resume from the same folder must still match. Two different strings stay different (a model name or a
+    method becomes a path under this folder), so only spellings of one path become equal."""
     return os.path.abspath(value) if isinstance(value, str) else value
 
 
