@@ -29,7 +29,9 @@ DOCS = REPO / "tests" / "data" / "docs"
 
 
 def run_rlsd_recover(parent: Path, runs: Path, teacher: str, steps: int, tokens: int) -> dict:
+    # Pinned to the settings of the recorded results (recover's defaults until 2026-12-04), so figures compare.
     result = rlsd("recover", "--from", str(parent), "--teacher", teacher, "--steps", str(steps), "--keep-mix", "0",
+                  "--samples-per-prompt", "4", "--divergence", "sampled", "--prompts", "general",
                   "--max-new-tokens", str(tokens), "--runs-dir", str(runs), "--name", f"bench-{teacher.replace('/', '_')}", "--json")
     summary = json.loads(result.stdout)
     return {"peak_rss_bytes": summary["peak_rss_bytes"], "seconds_per_step": summary["seconds_per_step"],
