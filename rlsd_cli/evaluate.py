@@ -298,6 +298,14 @@ def load_reports(spec: str) -> tuple[Path, dict[str, dict[str, Any]]]:
     return folder, reports
 
 
+def _items_key(report: dict[str, Any]) -> tuple:
+    """What decides which items a report scored: the data's content (one file named by two paths is the same
+    data), the seeded sample and its size."""
+    data = report.get("data")
+    params = report.get("params") or {}
+    return (data.get("sha256") if isinstance(data, dict) else data, report.get("n"), params.get("limit"), params.get("seed"))
+
+
 def compare(specs: list[str], plot: Path | None = None, force: bool = False) -> dict[str, Any]:
     if len(specs) < 2:
         raise BadInputError("eval compare needs at least two model specs")
@@ -311,7 +319,7 @@ def compare(specs: list[str], plot: Path | None = None, force: bool = False) -> 
     rows = []
     for suite in suites:
         first = loaded[0][2][suite]
-        comparable = all(r[suite].get("data") == first.get("data") and r[suite].get("n") == first.get("n") for _, _, r in loaded)
+        comparable = all(_items_key(r[suite]) == _items_key(first) for _, _, r in loaded)
         for metric in first["metrics"]:
             values = [r[suite]["metrics"].get(metric) for _, _, r in loaded]
             rows.append({

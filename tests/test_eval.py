@@ -122,6 +122,17 @@ def test_run_reports_live_in_the_run_and_compare_makes_a_table_and_chart(home, t
     (row,) = result["rows"]
     assert row["suite"] == "qa" and row["same_items"]
     assert row["deltas"][1] == pytest.approx(row["values"][1] - row["values"][0])
+    # One file named by another path is the same data; another seeded sample is not.
+    report_file = Path(run_report["report_path"])
+    report = json.loads(report_file.read_text())
+    report["data"]["path"] = str(Path(report["data"]["path"]).parent / ".." / Path(report["data"]["path"]).parent.name / Path(report["data"]["path"]).name)
+    report_file.write_text(json.dumps(report))
+    assert compare([str(tiny_model_dir), str(run.path)], force=True)["rows"][0]["same_items"]
+    report["params"]["seed"] = 1
+    report_file.write_text(json.dumps(report))
+    assert not compare([str(tiny_model_dir), str(run.path)], force=True)["rows"][0]["same_items"]
+    report["params"]["seed"] = 0
+    report_file.write_text(json.dumps(report))
     png = Path(result["plot"])
     assert png == Path(base_report["report_path"]).parent / "compare.png"  # beside the first model's reports
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
