@@ -71,6 +71,8 @@ class RecoverConfig(RunOptions, EvalOptions, RolloutOptions):
             raise BadInputError(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")
         if self.divergence not in DIVERGENCES:
             raise BadInputError(f"--divergence {self.divergence!r}: choose one of {', '.join(DIVERGENCES)}")
+        if self.method == "sft-self":  # it trains on the sampled tokens themselves; record what runs
+            self.divergence = "sampled"
         if self.keep_with not in KEEP_WITH:
             raise BadInputError(f"--keep-with {self.keep_with!r}: choose one of {', '.join(KEEP_WITH)}")
         if self.teacher_precision not in ("same", "full"):
@@ -224,8 +226,7 @@ def _trainer_class():
             self.keep_mix = keep_mix
             self.anchor = anchor  # per-step supervised batches of the sft run's Q/A pairs, or None
             self.method = method
-            # --method sft-self trains on the sampled tokens themselves, whatever --divergence says.
-            self.full_divergence = divergence == "full" and method == "distill"
+            self.divergence = divergence
             self.samples_per_prompt = samples_per_prompt
             self.autocast = autocast
             super().__init__(*args, teacher_model=None, **kwargs)
@@ -249,7 +250,7 @@ def _trainer_class():
             device = output["completion_ids"].device
             teacher_logps = torch.zeros(output["completion_ids"].shape, dtype=torch.float32, device=device)
             is_keep = torch.tensor([k == "keep" for k in kinds], device=device)
-            if not self.full_divergence:  # the full divergence scores the teacher inside the loss instead
+            if self.divergence == "sampled":  # the full divergence scores the teacher inside the loss instead
                 for kind, teacher in self.teachers.items():
                     rows = [i for i, k in enumerate(kinds) if k == kind]
                     if rows:
@@ -281,7 +282,7 @@ def _trainer_class():
             # N processes give exactly the gradient one process gives on the whole step.
             shares = [(kind, share, rows, tokens / self.accelerator.num_processes)
                       for kind, share, rows, tokens in kind_shares(inputs["is_keep"], self.keep_mix, (inputs["keep_tokens"], inputs["general_tokens"]))]
-            if self.full_divergence:
+            if self.divergence == "full":
                 loss, entropy_sum, valid = self._full_divergence_loss(unwrapped_student, shares, input_ids, attention_mask, length, inputs)
                 if self.anchor is not None:
                     loss = (1.0 - self.keep_mix) * loss + self.keep_mix * self._anchor_loss(unwrapped_student)

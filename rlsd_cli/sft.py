@@ -271,7 +271,7 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
     )
     trainer = _trainer_class(target_only_loss=loaded.precision.device == "cpu")(model=loaded.model, args=args, train_dataset=dataset, processing_class=tokenizer,
                             callbacks=[RunLogger(run, "sft")],
-                            data_collator=PadOrPackCollator(tokenizer.pad_token_id, loaded.model.config))
+                            data_collator=PadOrPackCollator(tokenizer.pad_token_id, loaded.model))
     say(f"sft: {len(examples)} examples ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}), "
         f"{trainer.state.max_steps or 'computing'} steps")
     train_started = time.perf_counter()
@@ -318,19 +318,17 @@ class PadOrPackCollator:
 
     A packed row (TRL's padding-free mode: position ids restart at each example, and transformers keeps each
     example's attention to itself) computes no padding, but its attention spans the whole row. A batch of one long
-    document chunk and seven short Q/A pairs packs (on the test corpus, 26% of the tokens in padded batches were padding); a
-    batch of equal chunks pads. The estimate: 2 x (non-embedding parameters) FLOPs a token for the layers and
-    4 x hidden x layers a (query, key) pair for attention, forward only (the backward scales both alike)."""
+    document chunk and seven short Q/A pairs packs (on the test corpus, 26% of the tokens in padded batches were
+    padding); a batch of equal chunks pads. The estimate: 2 x (non-embedding parameters) FLOPs a token for the
+    layers and 4 x hidden x layers a (query, key) pair for attention, forward only (the backward scales both
+    alike)."""
 
-    def __init__(self, pad_token_id: int, model_config):
+    def __init__(self, pad_token_id: int, model):
         from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-        config = model_config.get_text_config()
-        hidden, layers = config.hidden_size, config.num_hidden_layers
-        heads, kv_heads = config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-        intermediate = getattr(config, "intermediate_size", None) or 4 * hidden
-        per_layer = 2 * hidden * hidden + 2 * hidden * (hidden * kv_heads // heads) + 3 * hidden * intermediate
-        self.token_flops, self.pair_flops = 2 * per_layer * layers, 4 * hidden * layers
+        config = model.config.get_text_config()
+        self.token_flops = 2 * model.num_parameters(exclude_embeddings=True)
+        self.pair_flops = 4 * config.hidden_size * config.num_hidden_layers
         self.padded = DataCollatorForLanguageModeling(pad_token_id=pad_token_id)
         self.packed = DataCollatorForLanguageModeling(pad_token_id=pad_token_id, padding_free=True)
 

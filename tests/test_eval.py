@@ -125,7 +125,8 @@ def test_run_reports_live_in_the_run_and_compare_makes_a_table_and_chart(home, t
     # One file named by another path is the same data; another seeded sample is not.
     report_file = Path(run_report["report_path"])
     report = json.loads(report_file.read_text())
-    report["data"]["path"] = str(Path(report["data"]["path"]).parent / ".." / Path(report["data"]["path"]).parent.name / Path(report["data"]["path"]).name)
+    data = Path(report["data"]["path"])
+    report["data"]["path"] = str(data.parent / ".." / data.parent.name / data.name)
     report_file.write_text(json.dumps(report))
     assert compare([str(tiny_model_dir), str(run.path)], force=True)["rows"][0]["same_items"]
     report["params"]["seed"] = 1

@@ -171,6 +171,11 @@ def test_config_rejects_bad_values(field, value):
         RecoverConfig(from_run=Path("runs/x"), **{field: value})
 
 
+def test_the_self_sft_baseline_records_the_sampled_tokens_it_trains_on():
+    assert RecoverConfig(from_run=Path("r")).divergence == "full"
+    assert RecoverConfig(from_run=Path("r"), method="sft-self").divergence == "sampled"
+
+
 def test_recover_cli_writes_a_child_run_with_per_kind_kl(tiny_sft_run, tmp_path):
     # The tiny random model is near-uniform, so its KLs are ~0.01 and noisy: that the KL falls is shown
     # on the embedded model (test_recover_e2e.py) and on a categorical in test_losses.py.

@@ -85,7 +85,7 @@ def test_a_packed_batch_gives_each_example_the_logits_it_gets_padded(tiny_model_
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    collator = PadOrPackCollator(0, model.config)
+    collator = PadOrPackCollator(0, model)
     assert collator.packs([255, 61, 72, 74, 77, 80, 80, 160]) and not collator.packs([256] * 8)
     generator = torch.Generator().manual_seed(0)
     lengths = [40, 7, 9, 12]
