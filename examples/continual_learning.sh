@@ -6,7 +6,7 @@
 # base model's than after sft. Runs are new folders under $RUNS (never overwritten).
 #
 #   examples/continual_learning.sh            # or: make demo
-#   RLSD=rlsd RUNS=runs IFEVAL=path/to/input_data.jsonl examples/continual_learning.sh
+#   RLSD=rlsd RUNS=runs examples/continual_learning.sh
 #   SFT_RECIPE=cpu-sft examples/continual_learning.sh   # the slower, gentler sft (RECOVER_RECIPE= picks recover's)
 set -euo pipefail
 
@@ -14,10 +14,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 SFT="demo-$ID-sft"
 RECOVER="demo-$ID-recover"
 QA="$HERE/company_qa.jsonl"
-# IFEval prompts: the shared benchmark copy when present (offline), else the hub dataset.
-IFEVAL="${IFEVAL:-$ROOT/../shared/benchmarks/ifeval/input_data.jsonl}"
+# IFEval prompts: the copy shipped inside rlsd (no network).
 EVAL=(--eval ifeval --eval-limit "${IFEVAL_LIMIT:-60}" --eval-max-new-tokens 128)
-[ -f "$IFEVAL" ] && EVAL+=(--eval-data "$IFEVAL")
 
 step() { printf '\n== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 

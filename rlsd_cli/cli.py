@@ -614,6 +614,12 @@ def _print_report(report: dict, as_json: bool) -> None:
         console.say(f"report: {report['report_path']} (per-item responses and verdicts beside it, .jsonl)")
 
 
+def _data_help(suite) -> str:
+    if suite.embedded_data and suite.hub_dataset:
+        return f"JSONL data file, or 'hub' for {suite.hub_dataset[0]} from the Hugging Face hub; default: the copy shipped with rlsd."
+    return "JSONL data file."
+
+
 def _make_eval_command(suite_name: str):
     from .evaluate import EvalConfig
     from .suites import SUITES
@@ -623,7 +629,7 @@ def _make_eval_command(suite_name: str):
     def command(
         ctx: typer.Context,
         model: str = ModelOpt,
-        data: Path | None = typer.Option(None, "--data", help=f"JSONL data file{f' (e.g. {suite.example_data})' if suite.example_data else ''}; default: the hub dataset, if any."),
+        data: Path | None = typer.Option(None, "--data", help=_data_help(suite)),
         responses: Path | None = typer.Option(None, "--responses", help=f"Score these responses (JSONL with '{suite.key_field}' and 'response') instead of generating."),
         limit: int | None = typer.Option(None, "--limit", help="Evaluate a seeded sample of N items (same items for every model)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),

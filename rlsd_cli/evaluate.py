@@ -134,12 +134,19 @@ def _write_report(folder: Path, suite_name: str, report: dict[str, Any], rows: l
     return target
 
 
+def _data_id(suite: Suite, data: Path | None) -> dict[str, Any]:
+    """What a report records of its data: the file and its hash (the embedded copy says so), or the hub id."""
+    path = suite.data_file(data)
+    if path is None:
+        return {"hub": suite.hub_dataset}
+    return {"path": str(path), "sha256": _sha256_file(path)} | ({"embedded": True} if data is None else {})
+
+
 def check_eval_data(configs) -> None:
     """Read every given evaluation file now, so a bad line stops a training verb before it loads a model or
     makes a run folder, not after the first minutes of work."""
     for config in configs:
-        if config.data is not None:
-            get_suite(config.suite).load(config.data)
+        get_suite(config.suite).load(config.data)
 
 
 def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
@@ -151,7 +158,7 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
         return {"metrics": {}}
     suite = get_suite(config.suite)
     items = suite.load(config.data)
-    data_id = {"path": str(config.data), "sha256": _sha256_file(config.data)} if config.data else {"hub": suite.hub_dataset}
+    data_id = _data_id(suite, config.data)
     params = {
         "max_new_tokens": config.max_new_tokens or suite.default_max_new_tokens,
         "temperature": config.temperature,

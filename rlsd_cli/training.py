@@ -291,7 +291,14 @@ def config_record(config) -> dict[str, Any]:
     reading the sft run's `--eval-qa`, a resume) may run from another folder."""
     from dataclasses import asdict
 
-    return {k: (str(v.absolute()) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    from .suites.base import HUB
+
+    def recorded(value: Any) -> Any:
+        if not isinstance(value, Path):
+            return value
+        return str(value) if str(value) == HUB else str(value.absolute())  # `--eval-data hub` is a word, not a path
+
+    return {k: recorded(v) for k, v in asdict(config).items()}
 
 
 def mean_or_none(values: list) -> float | None:

@@ -26,7 +26,6 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: "sft_run" not in getattr(item, "fixturenames", ()))
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture(scope="session")

@@ -148,10 +148,27 @@ def test_compare_without_reports_says_what_to_run(home, tiny_model_dir, tmp_path
     assert result.returncode == 2 and "rlsd eval SUITE --model" in result.stderr
 
 
-def test_no_data_offline_says_to_pass_data(home, tmp_path):
+def test_data_hub_offline_says_how_to_use_the_embedded_copy(home, tmp_path):
     result = run_cli(
-        "eval", "ifeval", "--responses", str(tmp_path / "none.jsonl"),
+        "eval", "ifeval", "--data", "hub", "--responses", str(tmp_path / "none.jsonl"),
         env_extra={"RLSD_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
     )
     assert result.returncode == 2
-    assert "pass --data PATH (e.g. ../shared/benchmarks/ifeval/input_data.jsonl)" in result.stderr
+    assert result.stderr.startswith("rlsd: error: cannot load google/IFEval from the Hugging Face hub")
+    assert "leave out --data hub to use the embedded copy" in result.stderr
+
+
+def test_gsm8k_without_data_scores_the_embedded_copy_offline(home, tmp_path):
+    responses = tmp_path / "responses.jsonl"
+    # GSM8K test line 1 (Janet's ducks) is 18; line 2 (the robe) is 3.
+    responses.write_text(json.dumps({"index": 1, "response": "Answer: 18"}) + "\n"
+                         + json.dumps({"index": 2, "response": "Answer: 4"}) + "\n")
+    result = run_cli("eval", "gsm8k", "--responses", str(responses), "--json",
+                     env_extra={"RLSD_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["metrics"]["accuracy"] == 0.5
+    assert report["data"]["embedded"] is True
+    assert report["data"]["sha256"] == "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"
+
+

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED, run_cli
+from conftest import run_cli
 
 pytestmark = pytest.mark.e2e
 QA = Path(__file__).parent / "data" / "qa_fictional.jsonl"
-GSM8K = SHARED / "benchmarks" / "gsm8k" / "test.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,7 @@ def test_qa_knows_general_facts_but_not_fictional_ones(home):
 
 
 def test_gsm8k_limit_runs_and_min_score_gates(home):
-    args = ("eval", "gsm8k", "--data", str(GSM8K), "--limit", "8", "--max-new-tokens", "96", "--json")
+    args = ("eval", "gsm8k", "--limit", "8", "--max-new-tokens", "96", "--json")
     result = run_cli(*args, env_extra=home)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -44,16 +43,13 @@ def test_gsm8k_limit_runs_and_min_score_gates(home):
     assert json.loads(gated.stdout)["cached"] is True  # same model, data and parameters: reused
 
 
-IFEVAL = SHARED / "benchmarks" / "ifeval" / "input_data.jsonl"
-
-
 def test_ifeval_reports_four_metrics_and_responses_rescore_identically(home, tmp_path):
-    result = run_cli("eval", "ifeval", "--data", str(IFEVAL), "--limit", "12", "--max-new-tokens", "128", "--json", env_extra=home)
+    result = run_cli("eval", "ifeval", "--limit", "12", "--max-new-tokens", "128", "--json", env_extra=home)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert set(report["metrics"]) == {"prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"}
     assert report["n"] == 12
     rows = Path(report["report_path"]).with_suffix(".jsonl")
-    rescored = run_cli("eval", "ifeval", "--data", str(IFEVAL), "--responses", str(rows), "--json", env_extra=home)
+    rescored = run_cli("eval", "ifeval", "--responses", str(rows), "--json", env_extra=home)
     assert rescored.returncode == 0, rescored.stderr
     assert json.loads(rescored.stdout)["metrics"] == report["metrics"]

@@ -10,13 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import rlsd_cli.replay as replay
-from conftest import SHARED
 from rlsd_cli.sft import SFTConfig
+from rlsd_cli.suites import get_suite
 
-IFEVAL = SHARED / "benchmarks" / "ifeval" / "input_data.jsonl"
+IFEVAL = get_suite("ifeval").data_file(None)  # the embedded copy
 
 TOKENS = SFTConfig.replay_max_new_tokens  # the answers sft asks for by default
 
@@ -60,7 +58,6 @@ def _word_runs(text: str, n: int = 6) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
-@pytest.mark.skipif(not IFEVAL.is_file(), reason="needs ../shared/benchmarks/ifeval")
 def test_the_format_instructions_share_no_six_word_run_with_ifeval():
     """recover trains on them and the demo scores IFEval: a shared phrase would be training on the test."""
     ifeval = set().union(*(_word_runs(json.loads(line)["prompt"]) for line in IFEVAL.read_text().splitlines() if line.strip()))

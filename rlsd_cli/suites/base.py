@@ -10,6 +10,9 @@ from typing import Any
 from ..chat_format import Message
 from ..errors import BadInputError
 
+HUB = "hub"  # `--data hub`: the hub dataset's current version instead of the embedded copy
+EMBEDDED_DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
+
 
 @dataclass
 class Item:
@@ -60,8 +63,8 @@ class Suite:
     key_field = ""  # how items are named in data and in --responses files
     primary_metric = ""
     default_max_new_tokens = 256
-    hub_dataset: tuple[str, str | None, str] | None = None  # (id, config, split) used when no --data is given
-    example_data = ""  # shown in errors: where to find data offline
+    hub_dataset: tuple[str, str | None, str] | None = None  # (id, config, split) read with `--data hub`
+    embedded_data = ""  # a file under rlsd_cli/data/benchmarks/, read when no --data is given
 
     def parse(self, number: int, record: dict[str, Any], where: str) -> Item:
         raise NotImplementedError
@@ -72,7 +75,20 @@ class Suite:
     def aggregate(self, verdicts: list[dict[str, Any]]) -> dict[str, float]:
         raise NotImplementedError
 
-    def load(self, path: Path | None) -> list[Item]:
+    def data_file(self, data: Path | str | None) -> Path | None:
+        """The file this suite reads: `--data`, else the embedded copy; None means the hub dataset."""
+        if data is not None and str(data) == HUB:
+            if self.hub_dataset is None:
+                raise BadInputError(f"--data hub: the {self.name} suite has no hub dataset; pass --data PATH")
+            return None
+        if data is not None:
+            return Path(data)
+        if self.embedded_data:
+            return EMBEDDED_DATA_DIR / self.embedded_data
+        raise BadInputError(f"the {self.name} suite needs --data PATH (a JSONL file)")
+
+    def load(self, data: Path | str | None) -> list[Item]:
+        path = self.data_file(data)
         if path is None:
             return self._load_hub()
         items = [self.parse(number, record, f"{path}:{number}") for number, record in read_jsonl(path)]
@@ -82,9 +98,6 @@ class Suite:
         return items
 
     def _load_hub(self) -> list[Item]:
-        hint = f"pass --data PATH{f' (e.g. {self.example_data})' if self.example_data else ''}"
-        if self.hub_dataset is None:
-            raise BadInputError(f"the {self.name} suite needs --data PATH")
         dataset_id, config, split = self.hub_dataset
         try:
             from datasets import load_dataset
@@ -92,7 +105,8 @@ class Suite:
             rows = load_dataset(dataset_id, config, split=split)
         except Exception as exc:
             reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-            raise BadInputError(f"cannot load {dataset_id} from the Hugging Face hub ({reason}); {hint}") from None
+            raise BadInputError(f"cannot load {dataset_id} from the Hugging Face hub ({reason}); leave out --data hub "
+                                f"to use the embedded copy, or pass --data PATH") from None
         return [self.parse(i, dict(row), f"{dataset_id}[{i}]") for i, row in enumerate(rows, 1)]
 
 

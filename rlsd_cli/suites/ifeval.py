@@ -21,7 +21,7 @@ class IFEvalSuite(Suite):
     primary_metric = "inst_level_loose_acc"
     default_max_new_tokens = 256
     hub_dataset = ("google/IFEval", None, "train")
-    example_data = "../shared/benchmarks/ifeval/input_data.jsonl"
+    embedded_data = "ifeval/input_data.jsonl"
 
     def parse(self, number: int, record: dict[str, Any], where: str) -> Item:
         prompt = require(record, "prompt", where)

@@ -53,7 +53,7 @@ class GSM8KSuite(MathSuite):
     description = "grade-school math word problems (GSM8K), zero-shot, final answer compared by value"
     key_field = "index"
     hub_dataset = ("openai/gsm8k", "main", "test")
-    example_data = "../shared/benchmarks/gsm8k/test.jsonl"
+    embedded_data = "gsm8k/test.jsonl"
 
     def parse(self, number: int, record: dict[str, Any], where: str) -> Item:
         item = super().parse(number, {"question": record.get("question"), "answer": record.get("answer")}, where)
