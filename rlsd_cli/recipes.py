@@ -15,7 +15,9 @@ from typing import Any
 
 from .errors import BadInputError
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+# A wheel installs recipes/ as rlsd_cli/_recipes (pyproject.toml); a source checkout reads it where it stands.
+_INSTALLED_RECIPES = Path(__file__).resolve().parent / "_recipes"
+RECIPES_DIR = _INSTALLED_RECIPES if _INSTALLED_RECIPES.is_dir() else Path(__file__).resolve().parent.parent / "recipes"
 NOT_FROM_RECIPES = {"recipe", "json_out", "help"}
 
 

@@ -1,0 +1,706 @@
+"""The `rlsd` command: parse, build a config, call a pipeline, print."""
+
+from __future__ import annotations
+
+from . import env
+
+env.configure()  # before transformers / TRL / the hub client are imported anywhere
+
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import typer  # noqa: E402
+from rich.table import Table  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from . import __version__, console, distributed  # noqa: E402
+from .errors import EXIT_INTERRUPTED, RlsdError  # noqa: E402
+from .model import DEFAULT_MODEL, QUANT_CHOICES  # noqa: E402
+from .reason import ReasonConfig  # noqa: E402
+from .recipes import apply_recipe, config_kwargs, require  # noqa: E402
+from .recover import RecoverConfig  # noqa: E402
+from .sft import SFTConfig  # noqa: E402
+
+_state = {"json": False}
+
+
+class _Group(TyperGroup):
+    """Turns expected failures into one line on stderr and their exit code, and Ctrl-C into 130."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RlsdError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except OSError as exc:
+            # An unwritable folder, a full disk, a path that is a file: the user's to fix, so one line, not a
+            # traceback (RLSD_DEBUG=1 shows it).
+            if os.environ.get("RLSD_DEBUG"):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}; check the path, its permissions and the free disk space", 2)
+
+
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """argv without `option VALUE` / `option=VALUE`."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
+
+
+def _write_line(line: str) -> None:
+    """One write: under several processes each rank's error line must reach the shared stderr whole, not
+    interleaved with another rank's (a pipe keeps a write of up to 4 KiB in one piece)."""
+    sys.stderr.flush()
+    try:
+        os.write(sys.stderr.fileno(), line.encode("utf-8", "replace"))
+    except (AttributeError, OSError, ValueError):  # a stderr without a file descriptor (captured in tests)
+        sys.stderr.write(line)
+        sys.stderr.flush()
+
+
+def _fail(message: str, code: int):
+    from .runs import discard_unstarted
+
+    removed = discard_unstarted()
+    if removed:  # still one line: the error, then what was cleaned up
+        message += f" (removed the new run folder {', '.join(map(str, removed))}: it had not started training)"
+    if _state["json"] and not _state.get("reported") and distributed.is_main_process():
+        console.print_json({"error": message, "exit_code": code})
+    _write_line(f"rlsd: error: {message}\n")
+    distributed.record_exit_code(code)
+    raise typer.Exit(code)
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Adapt an open LLM to your documents and tasks on one machine, and keep it good at everything else.",
+)
+models_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Models: what is cached, where, how big.")
+runs_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Run directories written by the training verbs.")
+app.add_typer(models_app, name="models")
+app.add_typer(runs_app, name="runs")
+
+JSON_HELP = "Print one JSON object instead of tables."
+ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model spec: smollm2-135m, a folder, a .gguf, runs/NAME or a hub id.")
+QuantOpt = typer.Option("auto", "--quant", help=f"Weights precision: {'|'.join(QUANT_CHOICES)}.")
+GenerationOpt = typer.Option("transformers", "--generation",
+                             help="Rollouts with transformers (default) or vllm (GPU; the optional vllm extra).")
+RecipeOpt = typer.Option(None, "--recipe", help="YAML file (or a shipped recipe's name) whose keys are this command's flags; flags given here win.")
+RunsDirOpt = typer.Option(None, "--runs-dir", help="Where run folders live (default: ./runs, or $RLSD_RUNS).")
+ResumeOpt = typer.Option(False, "--resume", help="Continue the run named --name from its last checkpoint.")
+RunForceOpt = typer.Option(False, "--force", help="Move an existing run of that name to runs/.trash/ and start again.")
+EvalDataOpt = typer.Option(None, "--eval-data", help="Data for the --eval suite.")
+EvalLimitOpt = typer.Option(None, "--eval-limit", help="Seeded sample of N items for the --eval suite.")
+EvalMaxNewTokensOpt = typer.Option(None, "--eval-max-new-tokens", help="Most tokens per --eval response.")
+
+
+def _json(flag: bool) -> bool:
+    _state["json"] = _state["json"] or flag
+    return _state["json"]
+
+
+def _version(value: bool):
+    if value:
+        print(f"rlsd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
+                                           help="Let a model folder's own Python code run when it loads (off: never)."),
+    num_processes: int = typer.Option(1, "--num-processes", min=1,
+                                      help="Train in N processes through accelerate launch (GPUs, or CPU with gloo)."),
+):
+    _state["json"] = json_out
+    if num_processes > 1 and not os.environ.get(distributed.LAUNCHED):
+        raise typer.Exit(distributed.relaunch(num_processes, _without_option(sys.argv[1:], "--num-processes")))
+    if os.environ.get(distributed.LAUNCHED):
+        distributed.register_worker()
+    if trust_remote_code:
+        os.environ["RLSD_TRUST_REMOTE_CODE"] = "1"
+    if not console.stderr.is_terminal:
+        # Progress bars in a log file are noise; rich/plain status lines still say what is happening.
+        os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+# ---------------------------------------------------------------- models
+
+
+@models_app.command("list")
+def models_list(json_out: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """Models converted and cached under $RLSD_HOME/models."""
+    from .model import list_cached_models, models_dir
+
+    rows = list_cached_models()
+    if _json(json_out):
+        console.print_json({"models_dir": str(models_dir()), "models": rows})
+        return
+    table = Table(title=f"models in {models_dir()}")
+    for column in ("name", "cached", "size", "source", "path"):
+        table.add_column(column)
+    for row in rows:
+        source = row["source"] or {}
+        table.add_row(
+            row["name"],
+            "yes" if row["cached"] else "no (converted on first use)",
+            console.human_bytes(row["size_bytes"]),
+            ", ".join(f"{k}={v}" for k, v in source.items()),
+            row["path"] or "-",
+        )
+    console.stdout.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    spec: str = typer.Argument(DEFAULT_MODEL, help="Model spec."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Where a model spec resolves to on disk and how big it is (converting or downloading it once if needed)."""
+    from .model import describe_model
+
+    info = describe_model(spec)
+    if _json(json_out):
+        console.print_json(info)
+        return
+    table = Table(show_header=False)
+    for key, value in info.items():
+        shown = console.human_bytes(value) if key.endswith("size_bytes") else f"{value:,}" if isinstance(value, int) else str(value)
+        table.add_row(key, shown)
+    console.stdout.print(table)
+
+
+# ---------------------------------------------------------------- runs
+
+
+@runs_app.command("list")
+def runs_list(runs_dir: Path | None = RunsDirOpt, json_out: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """Every run folder, newest last."""
+    from .runs import list_runs
+
+    rows = list_runs(runs_dir)
+    if _json(json_out):
+        console.print_json({"runs": [{k: v for k, v in r.items() if k != "record"} for r in rows]})
+        return
+    table = Table(title="runs")
+    for column in ("name", "verb", "status", "steps", "base model", "parent", "created", "adapter"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["name"], r["verb"] or "-", r["status"], str(r["steps"]), r["base_model"], r["parent"] or "-",
+            r["created"] or "-", console.human_bytes(r["adapter_size_bytes"]),
+        )
+    console.stdout.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    name: str = typer.Argument(..., help="Run name (under the runs folder) or path."),
+    runs_dir: Path | None = RunsDirOpt,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """A run's record, final summary and last metrics."""
+    from .runs import describe_run, run_path
+
+    info = describe_run(run_path(name, runs_dir))
+    if _json(json_out):
+        console.print_json(info)
+        return
+    table = Table(show_header=False, title=f"run {info['name']}")
+    for key in ("path", "verb", "status", "steps", "base_model", "parent", "created"):
+        table.add_row(key, str(info[key]))
+    table.add_row("command", " ".join(info["record"].get("command", [])))
+    for key, value in (info["summary"] or {}).items():
+        table.add_row(f"summary.{key}", str(value))
+    console.stdout.print(table)
+
+
+@runs_app.command("plot")
+def runs_plot(
+    names: list[str] = typer.Argument(..., help="Run names (under the runs folder) or paths."),
+    metric: list[str] = typer.Option(..., "--metric", help="metrics.jsonl key(s), e.g. reward or eval/math/accuracy."),
+    out: Path = typer.Option(..., "--out", help="PNG to write (refused if it exists, unless --force)."),
+    runs_dir: Path | None = RunsDirOpt,
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Curves of several runs in one PNG (one line per run and metric), e.g. RLSD against GRPO."""
+    from .runs import plot_runs, run_path
+
+    result = plot_runs([run_path(n, runs_dir) for n in names], metric, out, force=force)
+    if _json(json_out):
+        console.print_json(result)
+        return
+    console.stdout.print(f"wrote {result['plot']} ({', '.join(f'{k}: {v} points' for k, v in result['points'].items())})")
+
+
+# ---------------------------------------------------------------- chat
+
+
+@app.command()
+def chat(
+    model: str = ModelOpt,
+    prompt: str | None = typer.Option(None, "--prompt", "-p", help="Answer this one prompt and exit; interactive otherwise."),
+    quant: str = QuantOpt,
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Most tokens per answer."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy; otherwise plain sampling."),
+    system: str | None = typer.Option(None, "--system", help="System prompt (default: the chat template's own)."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Talk to a model or a trained run; streams tokens as they come."""
+    from .chat import ChatConfig, reply
+    from .model import load_model
+
+    config = ChatConfig(model=model, quant=quant, max_new_tokens=max_new_tokens, temperature=temperature, system=system)
+    as_json = _json(json_out)
+    loaded = load_model(config.model, quant=config.quant)
+
+    def stream(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    if prompt is not None:
+        result = reply(loaded, [{"role": "user", "content": prompt}], config, on_text=None if as_json else stream)
+        if as_json:
+            console.print_json({"model": model, "prompt": prompt, **result})
+        else:
+            sys.stdout.write("\n")
+        return
+    if as_json:
+        raise RlsdError("--json needs --prompt: an interactive chat has no single result to print")
+    console.say(f"chatting with {model}; /reset clears the conversation, /exit or Ctrl-D quits")
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            line = console.stdout.input("[bold cyan]you>[/] ")
+        except EOFError:
+            sys.stdout.write("\n")
+            return
+        if line.strip() in ("/exit", "/quit"):
+            return
+        if line.strip() == "/reset":
+            history = []
+            continue
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line})
+        result = reply(loaded, history, config, on_text=stream)
+        sys.stdout.write("\n")
+        history.append({"role": "assistant", "content": result["response"]})
+
+
+# ---------------------------------------------------------------- sft
+
+_SFT = {name: f.default for name, f in SFTConfig.__dataclass_fields__.items()}  # one source of defaults
+
+
+@app.command()
+def sft(
+    ctx: typer.Context,
+    docs: Path | None = typer.Argument(None, help="Folder of documents (md, txt, rst, html, pdf, docx, jsonl/json)."),
+    model: str = ModelOpt,
+    quant: str = QuantOpt,
+    lora_r: int = typer.Option(_SFT['lora_r'], "--lora-r", help="LoRA rank."),
+    lora_alpha: int = typer.Option(_SFT['lora_alpha'], "--lora-alpha", help="LoRA alpha."),
+    lora_dropout: float = typer.Option(_SFT['lora_dropout'], "--lora-dropout", help="LoRA dropout."),
+    lr: float = typer.Option(_SFT['lr'], "--lr", help="Learning rate."),
+    epochs: float = typer.Option(_SFT['epochs'], "--epochs", help="Passes over the examples."),
+    max_steps: int = typer.Option(_SFT['max_steps'], "--max-steps", help="Stop after this many optimizer steps (overrides --epochs)."),
+    batch_size: int = typer.Option(_SFT['batch_size'], "--batch-size", help="Examples per step (per device)."),
+    grad_accum: int = typer.Option(_SFT['grad_accum'], "--grad-accum", help="Gradient accumulation steps."),
+    max_length: int = typer.Option(_SFT['max_length'], "--max-length", help="Tokens per example (document windows and chats)."),
+    chunk_overlap: int = typer.Option(_SFT['chunk_overlap'], "--chunk-overlap", help="Tokens shared by consecutive document windows."),
+    mix: float = typer.Option(_SFT['mix'], "--mix", help="Fraction of training examples that are general chat."),
+    chat_data: Path | None = typer.Option(None, "--chat-data", help="General chat (JSONL with 'messages') instead of replay."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Add question/answer pairs and fact lists made from the documents."),
+    augment_model: str | None = typer.Option(None, "--augment-model", help="Also have this model ('base' = the model being trained) write Q/A pairs per chunk."),
+    seed: int = typer.Option(_SFT['seed'], "--seed"),
+    name: str | None = typer.Option(None, "--name", help="Run name (default sft-<timestamp>)."),
+    runs_dir: Path | None = RunsDirOpt,
+    resume: bool = ResumeOpt,
+    force: bool = RunForceOpt,
+    save_every: int = typer.Option(_SFT['save_every'], "--save-every", help="Write a checkpoint every N steps (0: only on interruption)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first unusable file instead of skipping it."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be trained on, without loading the model."),
+    eval_qa: Path | None = typer.Option(None, "--eval-qa", help="QA JSONL to score before and after training."),
+    eval_suite: list[str] = typer.Option([], "--eval", help="Another suite to score before and after (e.g. ifeval)."),
+    eval_data: Path | None = EvalDataOpt,
+    eval_limit: int | None = EvalLimitOpt,
+    eval_max_new_tokens: int | None = EvalMaxNewTokensOpt,
+    recipe: str | None = RecipeOpt,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Domain training on a folder of documents, mixed with general chat so the model keeps chatting."""
+    from .sft import run_sft
+
+    values = apply_recipe(ctx, recipe, locals())
+    require(values, "docs", "DOCS")
+    result = run_sft(SFTConfig(**config_kwargs(SFTConfig, values, eval=values["eval_suite"])))
+    if not distributed.is_main_process():  # rank 0 reports for all
+        return
+    if _json(json_out):
+        console.print_json(result)
+        return
+    _print_sft(result)
+
+
+def _print_sft(result: dict) -> None:
+    if result.get("dry_run"):
+        table = Table(title=f"sft --dry-run: {result['folder']}", show_header=False)
+        for key in ("files_read", "documents", "duplicates_dropped", "characters", "chunks", "chunk_tokens",
+                    "augmented_pairs", "augmented_by_kind", "chat_examples_in_data", "general_chat_examples",
+                    "general_chat_source", "chat_fraction"):
+            table.add_row(key, str(result[key]))
+        console.stdout.print(table)
+        for skipped in result["skipped"]:
+            console.stdout.print(f"skipped {skipped['path']}: {skipped['reason']}", highlight=False)
+        for sample in result["augmentation_samples"]:
+            console.stdout.print(f"({sample['kind']}) Q: {sample['question']}\n    A: {sample['answer'][:160]}", highlight=False, markup=False)
+        return
+    table = Table(title=f"sft: {result['run']}", show_header=False)
+    corpus = result["corpus"]
+    table.add_row("files read / skipped", f"{corpus['files_read']} / {len(corpus['skipped'])}")
+    table.add_row("examples", ", ".join(f"{v} {k}" for k, v in sorted(result["examples"].items())))
+    table.add_row("steps", str(result["steps"]))
+    table.add_row("tokens trained", f"{result['tokens_trained']:,}")
+    table.add_row("loss", f"{result['first_loss']} -> {result['final_loss']}")
+    table.add_row("train time", f"{result['train_seconds']} s ({result['tokens_per_second']} tokens/s)")
+    table.add_row("peak memory", console.human_bytes(result["peak_rss_bytes"]))
+    for suite, before in result["eval_before"].items():
+        after = result["eval_after"].get(suite, {})
+        for metric, value in before.items():
+            table.add_row(f"{suite} {metric}", f"{value:.4f} -> {after.get(metric, float('nan')):.4f}")
+    table.add_row("loss curve", str(result["loss_curve"]))
+    console.stdout.print(table)
+    for skipped in corpus["skipped"]:
+        console.say(f"skipped {skipped['path']}: {skipped['reason']}")
+
+
+# ---------------------------------------------------------------- recover
+
+_REC = {name: f.default for name, f in RecoverConfig.__dataclass_fields__.items()}
+
+
+@app.command()
+def recover(
+    ctx: typer.Context,
+    from_run: Path | None = typer.Option(None, "--from", help="The run to repair (runs/<name>, made by `rlsd sft`)."),
+    teacher: str = typer.Option(_REC["teacher"], "--teacher", help="'base' (the same weights, adapter off) or a model spec / run with the same tokenizer."),
+    teacher_precision: str = typer.Option(_REC["teacher_precision"], "--teacher-precision", help="same | full (a separate full-precision base copy for a 4-bit student)."),
+    method: str = typer.Option(_REC["method"], "--method", help="distill | sft-self (supervised on own samples: the baseline)."),
+    divergence: str = typer.Option(_REC["divergence"], "--divergence", help="full (full-vocabulary reverse KL) | sampled (per-token estimator). sft-self always trains on the sampled tokens."),
+    prompts: str = typer.Option(_REC["prompts"], "--prompts", help="General prompts: a built-in set (general | format | all) or a JSONL file ('prompt' or 'messages')."),
+    keep_mix: float = typer.Option(_REC["keep_mix"], "--keep-mix", help="Share of the loss that keeps what sft taught (see --keep-with); 0 is plain distillation from the base."),
+    keep_with: str = typer.Option(_REC["keep_with"], "--keep-with", help="sft (supervised loss on the sft run's Q/A pairs) | distill (on-policy from a frozen sft snapshot)."),
+    keep_prompts: Path | None = typer.Option(None, "--keep-prompts", help="Questions (and answers, for --keep-with sft) about the documents (default: the sft run's knowledge_prompts.jsonl)."),
+    keep_examples_per_step: int = typer.Option(_REC["keep_examples_per_step"], "--keep-examples-per-step", help="Q/A pairs per step for --keep-with sft."),
+    samples_per_prompt: int = typer.Option(_REC["samples_per_prompt"], "--samples-per-prompt", help="Completions sampled per prompt (temperature 1, no truncation)."),
+    top_k: int = typer.Option(_REC["top_k"], "--top-k", help="Sample from the k likeliest tokens (0: all, as on-policy distillation assumes; 1: greedy, the same rollouts on any number of processes)."),
+    prompts_per_step: int = typer.Option(_REC["prompts_per_step"], "--prompts-per-step", help="Prompts per optimizer step, over all processes."),
+    max_new_tokens: int = typer.Option(_REC["max_new_tokens"], "--max-new-tokens", help="Most tokens per sampled completion."),
+    steps: int = typer.Option(_REC["steps"], "--steps", help="Optimizer steps."),
+    lr: float = typer.Option(_REC["lr"], "--lr", help="Learning rate."),
+    quant: str = QuantOpt,
+    seed: int = typer.Option(_REC["seed"], "--seed"),
+    name: str | None = typer.Option(None, "--name", help="Run name (default recover-<timestamp>)."),
+    runs_dir: Path | None = RunsDirOpt,
+    resume: bool = ResumeOpt,
+    force: bool = RunForceOpt,
+    save_every: int = typer.Option(_REC["save_every"], "--save-every", help="Write a checkpoint every N steps (0: only on interruption)."),
+    eval_qa: Path | None = typer.Option(None, "--eval-qa", help="QA JSONL scored on the base, before and after (default: the sft run's)."),
+    eval_suite: list[str] = typer.Option([], "--eval", help="Another suite scored on the base, before and after (e.g. ifeval)."),
+    eval_data: Path | None = EvalDataOpt,
+    eval_limit: int | None = EvalLimitOpt,
+    eval_max_new_tokens: int | None = EvalMaxNewTokensOpt,
+    eval_every: int = typer.Option(_REC["eval_every"], "--eval-every", help="Also score every N steps into metrics.jsonl (0: off)."),
+    generation: str = GenerationOpt,
+    recipe: str | None = RecipeOpt,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Repair forgetting: on-policy distillation of a tuned run from its own base (adapter off), keeping what it learned."""
+    from .recover import run_recover
+
+    values = apply_recipe(ctx, recipe, locals())
+    require(values, "from_run", "--from")
+    result = run_recover(RecoverConfig(**config_kwargs(RecoverConfig, values, eval=values["eval_suite"])))
+    if not distributed.is_main_process():  # rank 0 reports for all
+        return
+    if _json(json_out):
+        console.print_json(result)
+        return
+    table = Table(title=f"recover: {result['run']}", show_header=False)
+    table.add_row("from", result["parent"])
+    for kind, description in result["teachers"].items():
+        table.add_row(f"teacher ({kind} prompts)", description)
+    table.add_row("steps", f"{result['steps']} ({result['seconds_per_step']} s/step)")
+    table.add_row("reverse KL", f"{result['reverse_kl_first']} -> {result['reverse_kl_last']}")
+    table.add_row("peak memory", console.human_bytes(result["peak_rss_bytes"]))
+    for suite, before in result["eval_before"].items():
+        base, after = result["eval_base"].get(suite, {}), result["eval_after"].get(suite, {})
+        for metric, value in before.items():
+            if isinstance(value, (int, float)):
+                table.add_row(f"{suite} {metric}", f"base {base.get(metric, float('nan')):.4f}, "
+                              f"before {value:.4f} -> after {after.get(metric, float('nan')):.4f}")
+    table.add_row("KL curve", str(result["kl_curve"]))
+    console.stdout.print(table)
+
+
+# ---------------------------------------------------------------- reason
+
+_RSN = {name: f.default for name, f in ReasonConfig.__dataclass_fields__.items()}
+
+
+@app.command()
+def reason(
+    ctx: typer.Context,
+    data: Path | None = typer.Option(None, "--data", help="A folder with train.jsonl (and test.jsonl), or a JSONL of problems: prompt|question, answer, optional solution."),
+    model: str = ModelOpt,
+    verifier: list[str] = typer.Option(["math"], "--verifier", help="math | exact | regex:PATTERN | python:module:function; repeat to combine, weight as 0.5*math."),
+    algo: str = typer.Option(_RSN["algo"], "--algo", help="rlsd | grpo | opsd (one code path)."),
+    privileged: str = typer.Option(_RSN["privileged"], "--privileged", help="What the teacher is shown: answer | solution."),
+    teacher: str = typer.Option(_RSN["teacher"], "--teacher", help="sync (a frozen adapter copy, re-synced every --teacher-sync-steps) | live."),
+    teacher_sync_steps: int = typer.Option(_RSN["teacher_sync_steps"], "--teacher-sync-steps"),
+    num_generations: int = typer.Option(_RSN["num_generations"], "--num-generations", help="Completions per problem (the group G)."),
+    prompts_per_step: int = typer.Option(_RSN["prompts_per_step"], "--prompts-per-step", help="Problems per optimizer step."),
+    max_new_tokens: int = typer.Option(_RSN["max_new_tokens"], "--max-new-tokens"),
+    temperature: float = typer.Option(_RSN["temperature"], "--temperature", help="Rollout sampling temperature (no top-k/top-p); the teacher scores at the same one."),
+    steps: int = typer.Option(_RSN["steps"], "--steps", help="Optimizer steps."),
+    lr: float = typer.Option(_RSN["lr"], "--lr", help="Learning rate (LoRA)."),
+    lam: float = typer.Option(_RSN["lam"], "--lambda", help="RLSD mixing weight at step 0."),
+    lambda_decay_steps: int = typer.Option(_RSN["lambda_decay_steps"], "--lambda-decay-steps", help="lambda falls linearly to 0 over these steps (0: constant)."),
+    eps_w: float = typer.Option(_RSN["eps_w"], "--eps-w", help="Token weights are clipped to [1-eps_w, 1+eps_w]."),
+    lora_r: int = typer.Option(_RSN["lora_r"], "--lora-r"),
+    quant: str = QuantOpt,
+    seed: int = typer.Option(_RSN["seed"], "--seed"),
+    name: str | None = typer.Option(None, "--name", help="Run name (default reason-<timestamp>)."),
+    runs_dir: Path | None = RunsDirOpt,
+    resume: bool = ResumeOpt,
+    force: bool = RunForceOpt,
+    save_every: int = typer.Option(_RSN["save_every"], "--save-every", help="Write a checkpoint every N steps (0: only on interruption)."),
+    test_data: Path | None = typer.Option(None, "--test-data", help="Held-out problems (default: test.jsonl beside --data)."),
+    eval_limit: int | None = typer.Option(_RSN["eval_limit"], "--eval-limit", help="Seeded sample of N held-out problems."),
+    eval_every: int = typer.Option(_RSN["eval_every"], "--eval-every", help="Also score the held-out split every N steps (0: off)."),
+    generation: str = GenerationOpt,
+    recipe: str | None = RecipeOpt,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """RL with verifiable rewards: RLSD (GRPO with per-token credit from the model shown the answer), GRPO or OPSD."""
+    from .reason import run_reason
+
+    values = apply_recipe(ctx, recipe, locals())
+    require(values, "data", "--data")
+    result = run_reason(ReasonConfig(**config_kwargs(ReasonConfig, values, lora_alpha=2 * values["lora_r"])))
+    if not distributed.is_main_process():  # rank 0 reports for all
+        return
+    if _json(json_out):
+        console.print_json(result)
+        return
+    table = Table(title=f"reason ({result['algo']}): {result['run']}", show_header=False)
+    table.add_row("verifier", result["verifier"])
+    table.add_row("teacher", str(result["teacher"]))
+    table.add_row("steps", f"{result['steps']} ({result['seconds_per_step']} s/step)")
+    table.add_row("reward", f"{result['reward_first']} -> {result['reward_last']}")
+    table.add_row("peak memory", console.human_bytes(result["peak_rss_bytes"]))
+    for metric, value in result["eval_before"].items():
+        table.add_row(f"held-out {metric}", f"{value:.4f} -> {result['eval_after'].get(metric, float('nan')):.4f}")
+    table.add_row("curve", str(result["curve"]))
+    console.stdout.print(table)
+
+
+# ---------------------------------------------------------------- data
+
+data_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Generate training and evaluation data.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("math")
+def data_math(
+    ctx: typer.Context,
+    n: int = typer.Option(1000, "--n", help="How many problems in all (train + test)."),
+    seed: int = typer.Option(0, "--seed", help="The same seed gives the same files."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for train.jsonl and test.jsonl."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of the problems held out as test.jsonl."),
+    max_steps: int = typer.Option(3, "--max-steps", help="Hardest problems chain this many operations (1-6)."),
+    force: bool = typer.Option(False, "--force", help="Replace train.jsonl / test.jsonl if they exist."),
+    recipe: str | None = RecipeOpt,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Multi-step arithmetic word problems in graded difficulty, with answers and worked solutions (for `rlsd reason`)."""
+    from .mathgen import write_math_data
+
+    values = apply_recipe(ctx, recipe, locals())
+    require(values, "out", "--out")
+    n, seed, max_steps = values["n"], values["seed"], values["max_steps"]
+    result = write_math_data(values["out"], n=n, seed=seed, test_fraction=values["test_fraction"], max_steps=max_steps,
+                             force=values["force"])
+    if _json(json_out):
+        console.print_json(result)
+        return
+    console.stdout.print(f"wrote {result['train']} train and {result['test']} test problems to {result['out']} "
+                         f"(difficulty 1-{max_steps} operations, seed {seed})")
+
+
+# ---------------------------------------------------------------- recipes
+
+recipes_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Shipped recipes: YAML files of flags for each verb (--recipe NAME).")
+app.add_typer(recipes_app, name="recipes")
+
+
+@recipes_app.command("list")
+def recipes_list(json_out: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """The shipped recipes and what each is for."""
+    from .recipes import list_recipes
+
+    rows = list_recipes()
+    if _json(json_out):
+        console.print_json({"recipes": rows})
+        return
+    table = Table(title="recipes (use as --recipe NAME)")
+    table.add_column("name")
+    table.add_column("what for")
+    for row in rows:
+        table.add_row(row["name"], row["description"])
+    console.stdout.print(table)
+
+
+@recipes_app.command("show")
+def recipes_show(name: str = typer.Argument(..., help="A recipe name (rlsd recipes list) or a YAML file.")):
+    """Print a recipe."""
+    from .recipes import recipe_path
+
+    console.stdout.print(recipe_path(name).read_text(encoding="utf-8"), highlight=False, markup=False, end="")
+
+
+# ---------------------------------------------------------------- eval
+
+eval_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Score a model on a suite; compare models; gate on a threshold (exit 3).")
+app.add_typer(eval_app, name="eval")
+
+
+def _print_report(report: dict, as_json: bool) -> None:
+    if as_json:
+        console.print_json(report)
+        return
+    title = f"{report['suite']}: {report.get('model') or report.get('responses')}  (n={report['n']})"
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("score", justify="right")
+    for name, value in report["metrics"].items():
+        marker = " *" if name == report["primary_metric"] else ""
+        table.add_row(name + marker, f"{value:.4f}")
+    console.stdout.print(table)
+    generation = report.get("generation")
+    if generation:
+        console.say(
+            f"{generation['items']} items, {generation['new_tokens']} new tokens in {generation['seconds']} s "
+            f"({generation['tokens_per_second']} tokens/s)" + ("; cached" if report.get("cached") else "")
+        )
+    if report.get("report_path"):
+        console.say(f"report: {report['report_path']} (per-item responses and verdicts beside it, .jsonl)")
+
+
+def _data_help(suite) -> str:
+    if suite.embedded_data and suite.hub_dataset:
+        return f"JSONL data file, or 'hub' for {suite.hub_dataset[0]} from the Hugging Face hub; default: the copy shipped with rlsd."
+    return "JSONL data file."
+
+
+def _make_eval_command(suite_name: str):
+    from .evaluate import EvalConfig
+    from .suites import SUITES
+
+    suite = SUITES[suite_name]
+
+    def command(
+        ctx: typer.Context,
+        model: str = ModelOpt,
+        data: Path | None = typer.Option(None, "--data", help=_data_help(suite)),
+        responses: Path | None = typer.Option(None, "--responses", help=f"Score these responses (JSONL with '{suite.key_field}' and 'response') instead of generating."),
+        limit: int | None = typer.Option(None, "--limit", help="Evaluate a seeded sample of N items (same items for every model)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
+        max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help=f"Most tokens per response (default {suite.default_max_new_tokens})."),
+        batch_size: int = typer.Option(EvalConfig.batch_size, "--batch-size", help="Prompts generated together."),
+        temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy (default)."),
+        quant: str = QuantOpt,
+        no_cache: bool = typer.Option(False, "--no-cache", help="Recompute even if a report for the same model, data and parameters exists."),
+        min_score: float | None = typer.Option(None, "--min-score", help="Exit 3 when the metric is below this."),
+        metric: str | None = typer.Option(None, "--metric", help=f"Metric for --min-score (default {suite.primary_metric})."),
+        out: Path | None = typer.Option(None, "--out", help="Also write the report (JSON) here."),
+        recipe: str | None = RecipeOpt,
+        json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    ):
+        from .evaluate import EvalConfig, enforce_threshold, run_eval, threshold_verdict
+
+        values = apply_recipe(ctx, recipe, locals())
+        config = EvalConfig(**config_kwargs(EvalConfig, values, suite=suite_name, use_cache=not values["no_cache"]))
+        report = run_eval(config)
+        verdict = threshold_verdict(report, config.min_score, config.metric)
+        if verdict is not None:
+            report["threshold"] = verdict
+        _print_report(report, _json(json_out))
+        _state["reported"] = True  # the report (with its threshold verdict) is the one JSON object
+        enforce_threshold(verdict, suite_name)
+
+    command.__doc__ = f"{suite.description}. Key field: '{suite.key_field}'."
+    return command
+
+
+def _register_eval_commands() -> None:
+    from .suites import SUITES
+
+    for name in SUITES:
+        eval_app.command(name)(_make_eval_command(name))
+
+
+_register_eval_commands()
+
+
+@eval_app.command("compare")
+def eval_compare(
+    models: list[str] = typer.Argument(..., help="Two or more model specs (base models or runs) evaluated before."),
+    plot: Path | None = typer.Option(None, "--plot", help="Where to write the bar chart (default: beside the first model's reports)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --plot file."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """A table of every suite the models share, with deltas against the first, and a PNG bar chart."""
+    from .evaluate import compare
+
+    result = compare(models, plot=plot, force=force)
+    if _json(json_out):
+        console.print_json(result)
+        return
+    table = Table(title="rlsd eval compare")
+    table.add_column("suite")
+    table.add_column("metric")
+    for i, spec in enumerate(models):
+        table.add_column(spec if i == 0 else f"{spec} (delta)", justify="right")
+    for row in result["rows"]:
+        cells = [f"{row['values'][0]:.4f}"]
+        for value, delta in zip(row["values"][1:], row["deltas"][1:], strict=True):
+            cells.append("-" if value is None else f"{value:.4f} ({delta:+.4f})")
+        table.add_row(row["suite"] + ("" if row["same_items"] else " (different items!)"), row["metric"], *cells)
+    console.stdout.print(table)
+    console.say(f"chart: {result['plot']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    app(args=argv, prog_name="rlsd")
+
+
+if __name__ == "__main__":
+    main()

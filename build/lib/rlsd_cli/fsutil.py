@@ -1,0 +1,120 @@
+"""Atomic file and folder writes: a reader (or a crash) never sees a half-written file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; keep the user's usual permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def append_jsonl(path: str | Path, obj: Any) -> None:
+    """Append one line; a single write of a complete line, so a crash leaves at most a torn last line."""
+    line = json.dumps(obj, default=str) + "\n"
+    with open(path, "a+b") as f:
+        # After a crash mid-write the file ends in a torn line: start afresh on the next line, or the new row
+        # would be glued to the fragment and lost with it.
+        if os.fstat(f.fileno()).st_size > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = "\n" + line
+        f.write(line.encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def sibling_tempdir(final: Path) -> Path:
+    """A new hidden folder beside `final` (same file system, so a rename moves it in), with normal permissions."""
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it is renamed to `final` in one step.
+
+    `final` must not exist (callers decide what to do with an old one). On any error, including
+    Ctrl-C, the temporary folder is removed and `final` is untouched.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = sibling_tempdir(final)
+    try:
+        yield tmp
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(final.parent)
+
+
+def restore_replaced_directory(final: Path) -> None:
+    """After a kill between replace_directory's two renames, `final` is missing and its previous version sits
+    in `.NAME.old`: put it back, so the last complete version is what readers see."""
+    old = final.with_name(f".{final.name}.old")
+    if not final.exists() and old.is_dir():
+        os.rename(old, final)
+
+
+def replace_directory(tmp: Path, final: Path) -> None:
+    """Swap `tmp` in as `final`, keeping the previous `final` until the new one is in place."""
+    restore_replaced_directory(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(final.parent)
+
+
+def dir_size_bytes(path: str | Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

@@ -1,0 +1,275 @@
+"""Read a folder of documents into plain text (and chat examples from JSONL), skipping what cannot be read.
+
+Every file is either read or skipped with a one-line reason; nothing is ever written next to the data.
+Parsers: BeautifulSoup (HTML), pypdf (PDF), python-docx (DOCX); Markdown, reStructuredText and text are
+read as UTF-8. JSONL/JSON records may hold `text` (a document), `messages` (a chat example) or
+`prompt`/`completion` (a chat example).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .chat_format import validate_messages
+from .errors import BadInputError
+
+TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}
+HTML_SUFFIXES = {".html", ".htm"}
+SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx", ".jsonl", ".json"}
+
+
+@dataclass
+class Document:
+    path: str  # relative to the corpus folder
+    title: str
+    text: str
+
+
+@dataclass
+class Corpus:
+    root: Path
+    documents: list[Document] = field(default_factory=list)
+    chats: list[list[dict[str, str]]] = field(default_factory=list)  # conversations found in JSONL files
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    files_read: int = 0
+    duplicates: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.root),
+            "files_read": self.files_read,
+            "documents": len(self.documents),
+            "chat_examples_in_data": len(self.chats),
+            "duplicates_dropped": self.duplicates,
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "characters": sum(len(d.text) for d in self.documents),
+        }
+
+
+class Skip(Exception):
+    """This file cannot be used; the message is the reason."""
+
+
+def normalize_whitespace(text: str) -> str:
+    """Collapse runs of spaces inside lines and of blank lines, keeping paragraph breaks."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
+    lines = [re.sub(r"[ \t\f\v]+", " ", line).strip() for line in text.split("\n")]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _read_utf8(path: Path) -> str:
+    data = path.read_bytes()
+    if not data.strip():
+        raise Skip("empty file")
+    if b"\x00" in data[:8192]:
+        raise Skip("binary content (NUL bytes) in a text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Skip(f"not UTF-8 (invalid byte at offset {exc.start}); re-save it as UTF-8") from None
+
+
+def _title_from_markdown(text: str, fallback: str) -> str:
+    for line in text.splitlines():
+        match = re.match(r"^#{1,3}\s+(.+?)\s*#*\s*$", line)
+        if match:
+            return match.group(1).strip()
+        if line.strip():
+            break
+    return fallback
+
+
+def _read_html(path: Path) -> tuple[str, str | None]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(_read_utf8(path), "html.parser")
+    title = soup.title.get_text(strip=True) if soup.title else None
+    for tag in soup(["script", "style", "nav", "noscript", "template", "head"]):
+        tag.decompose()
+    blocks = []
+    for element in soup.find_all(["h1", "h2", "h3", "h4", "p", "li", "td", "th", "pre", "blockquote", "dt", "dd"]):
+        if element.find(["p", "li", "td"]):  # a container: its children are visited on their own
+            continue
+        text = element.get_text(" ", strip=True)
+        if text:
+            blocks.append(text)
+    body = "\n\n".join(blocks) if blocks else soup.get_text("\n", strip=True)
+    return body, title
+
+
+def _read_pdf(path: Path) -> tuple[str, str | None]:
+    import logging
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    # pypdf logs each repair it attempts on a damaged file; the one-line skip reason below says it instead.
+    logging.getLogger("pypdf").setLevel(logging.CRITICAL)
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            raise Skip("encrypted PDF")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = (reader.metadata.title if reader.metadata else None) or None
+    except Skip:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
+        raise Skip(f"unreadable PDF ({type(exc).__name__}: {str(exc)[:80]})") from None
+    except Exception as exc:  # pypdf raises many internal types on corrupt input
+        raise Skip(f"unreadable PDF ({type(exc).__name__})") from None
+    return "\n\n".join(pages), title
+
+
+def _read_docx(path: Path) -> tuple[str, str | None]:
+    import zipfile
+
+    import docx
+
+    try:
+        document = docx.Document(str(path))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise Skip(f"unreadable DOCX ({type(exc).__name__})") from None
+    except Exception as exc:
+        raise Skip(f"unreadable DOCX ({type(exc).__name__})") from None
+    paragraphs = [p.text for p in document.paragraphs if p.text.strip()]
+    for table in document.tables:
+        for row in table.rows:
+            paragraphs.append(" | ".join(cell.text.strip() for cell in row.cells))
+    title = document.core_properties.title or None
+    if not title:
+        for p in document.paragraphs:
+            if p.style is not None and p.style.name.lower().startswith(("title", "heading")) and p.text.strip():
+                title = p.text.strip()
+                break
+    return "\n\n".join(paragraphs), title
+
+
+def _json_records(path: Path) -> list[tuple[str, Any]]:
+    """(where, record) pairs from a .jsonl file (one per line) or a .json file (an object or a list)."""
+    text = _read_utf8(path)
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise Skip(f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        except RecursionError:
+            raise Skip("JSON nested too deeply to read") from None
+        data = data if isinstance(data, list) else [data]
+        return [(f"{path}[{i}]", record) for i, record in enumerate(data)]
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append((f"{path}:{number}", json.loads(line)))
+        except ValueError as exc:
+            raise Skip(f"line {number} is not valid JSON ({exc.msg}); fix or delete that line") from None
+        except RecursionError:
+            raise Skip(f"line {number} is JSON nested too deeply to read; fix or delete that line") from None
+    return records
+
+
+def _read_records(path: Path, corpus: Corpus, relative: str) -> None:
+    # Collected apart and added only when the whole file is good: a skipped file contributes nothing.
+    documents: list[Document] = []
+    chats: list[list[dict[str, str]]] = []
+    found = 0
+    for where, record in _json_records(path):
+        if not isinstance(record, dict):
+            raise Skip(f"{where.rsplit('/', 1)[-1]}: expected a JSON object with 'text', 'messages' or 'prompt'/'completion'")
+        if isinstance(record.get("text"), str) and record["text"].strip():
+            title = record.get("title") if isinstance(record.get("title"), str) else relative
+            documents.append(Document(path=f"{relative}#{found + 1}", title=title, text=normalize_whitespace(record["text"])))
+        elif "messages" in record:
+            try:
+                chats.append(validate_messages(record["messages"], where))
+            except BadInputError as exc:
+                raise Skip(str(exc).split(": ", 1)[-1] + f" (at {where.rsplit('/', 1)[-1]})") from None
+        elif isinstance(record.get("prompt"), str) and isinstance(record.get("completion"), str):
+            chats.append([
+                {"role": "user", "content": record["prompt"]},
+                {"role": "assistant", "content": record["completion"]},
+            ])
+        else:
+            raise Skip(f"{where.rsplit('/', 1)[-1]}: a record needs 'text', 'messages' or 'prompt'+'completion'")
+        found += 1
+    if not found:
+        raise Skip("no records")
+    corpus.documents.extend(documents)
+    corpus.chats.extend(chats)
+
+
+def read_file(path: Path, corpus: Corpus, relative: str) -> None:
+    """Add one file's content to the corpus or raise Skip."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        raise Skip(f"unsupported file type '{suffix or path.name}' (supported: {', '.join(sorted(SUPPORTED))})")
+    if path.stat().st_size == 0:
+        raise Skip("empty file")
+    if suffix in {".jsonl", ".json"}:
+        _read_records(path, corpus, relative)
+        return
+    title = None
+    if suffix in TEXT_SUFFIXES:
+        text = _read_utf8(path)
+        if suffix in {".md", ".markdown"}:
+            title = _title_from_markdown(text, relative)
+    elif suffix in HTML_SUFFIXES:
+        text, title = _read_html(path)
+    elif suffix == ".pdf":
+        text, title = _read_pdf(path)
+    else:
+        text, title = _read_docx(path)
+    text = normalize_whitespace(text)
+    if not text:
+        raise Skip("no text in it")
+    corpus.documents.append(Document(path=relative, title=title or relative, text=text))
+
+
+def read_corpus(folder: str | Path, strict: bool = False) -> Corpus:
+    root = Path(folder)
+    if not root.exists():
+        raise BadInputError(f"{root}: no such folder; pass the folder that holds your documents")
+    if root.is_file():
+        files = [root]
+        root = root.parent
+    else:
+        files = sorted(p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    corpus = Corpus(root=root)
+    seen: set[str] = set()
+    for path in files:
+        relative = str(path.relative_to(root))
+        before = len(corpus.documents)
+        try:
+            read_file(path, corpus, relative)
+            corpus.files_read += 1
+        except Skip as skip:
+            if strict:
+                raise BadInputError(f"{path}: {skip} (--strict stops at the first unusable file)") from None
+            corpus.skipped.append((relative, str(skip)))
+            continue
+        except OSError as exc:
+            if strict:
+                raise BadInputError(f"{path}: cannot read it ({exc.strerror})") from None
+            corpus.skipped.append((relative, f"cannot read it ({exc.strerror})"))
+            continue
+        for document in corpus.documents[before:]:
+            digest = hashlib.sha256(document.text.encode()).hexdigest()
+            if digest in seen:
+                corpus.documents.remove(document)
+                corpus.duplicates += 1
+            seen.add(digest)
+    if not corpus.documents and not corpus.chats:
+        reasons = "; ".join(f"{p}: {r}" for p, r in corpus.skipped[:3])
+        raise BadInputError(
+            f"{root}: no usable text in {len(files)} file(s)" + (f" ({reasons})" if reasons else "")
+            + f"; supported types: {', '.join(sorted(SUPPORTED))}"
+        )
+    return corpus

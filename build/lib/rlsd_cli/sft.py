@@ -1,0 +1,398 @@
+"""`rlsd sft DOCS_DIR`: LoRA/QLoRA domain training on a folder of documents, mixed with general chat.
+
+Examples: token windows of the documents (each prefixed with its source, loss on the document text), rule-
+based question/answer pairs and fact lists from every fact sentence (`augment.py`), optional model-written
+pairs, the user's own conversations from JSONL, and a `--mix` fraction of general chat (the base model's
+own answers to built-in instructions, or `--chat-data`). Training is TRL's SFTTrainer on pre-tokenised
+examples whose assistant masks TRL turns into labels (loss on assistant tokens only, end-of-turn included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .augment import QAPair, model_pairs, rule_based_pairs
+from .chat_format import tokenize_conversation
+from .console import say
+from .distributed import is_main_process
+from .errors import BadInputError
+from .fsutil import atomic_write_text
+from .ingest import Corpus, read_corpus
+from .model import DEFAULT_MODEL, LoraSettings
+from .options import EvalOptions, RunOptions
+
+
+@dataclass
+class SFTConfig(RunOptions, EvalOptions):
+    docs: Path
+    model: str = DEFAULT_MODEL
+    quant: str = "auto"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lr: float = 2e-3
+    epochs: float = 6.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 256
+    chunk_overlap: int = 32
+    mix: float = 0.3
+    chat_data: Path | None = None
+    augment: bool = True
+    augment_model: str | None = None
+    replay_max_new_tokens: int = 128
+    strict: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self):
+        RunOptions.__post_init__(self)
+        EvalOptions.__post_init__(self)
+        self.docs = Path(self.docs)
+        for name in ("lora_r", "batch_size", "grad_accum", "max_length"):
+            if getattr(self, name) <= 0:
+                raise BadInputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise BadInputError(f"--lr must be positive, got {self.lr}")
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise BadInputError("--epochs must be positive (or pass --max-steps)")
+        if not 0.0 <= self.mix < 1.0:
+            raise BadInputError(f"--mix is the fraction of general chat examples, in [0, 1); got {self.mix}")
+        if not 0 <= self.chunk_overlap < self.max_length // 2:
+            raise BadInputError(f"--chunk-overlap must be in [0, max_length/2), got {self.chunk_overlap}")
+        if self.max_length < 32:
+            raise BadInputError(f"--max-length must be at least 32 tokens, got {self.max_length}")
+
+
+# ---------------------------------------------------------------- examples
+
+
+def document_chunks(corpus: Corpus, tokenizer, max_length: int, overlap: int) -> list[dict[str, Any]]:
+    """Token windows of each document, each prefixed with its source so facts stay tied to it.
+
+    The prefix is context, not a target (mask 0); the window is the target (mask 1). Each window ends with
+    end-of-text only when it reaches the end of its document.
+    """
+    examples = []
+    for document in corpus.documents:
+        header = tokenizer(f"Source: {document.title} ({document.path})\n\n", add_special_tokens=False)["input_ids"]
+        body = tokenizer(document.text, add_special_tokens=False)["input_ids"]
+        window = max(max_length - len(header) - 1, 16)
+        stride = max(window - overlap, 1)
+        for start in range(0, max(len(body), 1), stride):
+            piece = body[start : start + window]
+            last = start + window >= len(body)
+            ids = header + piece + ([tokenizer.eos_token_id] if last else [])
+            mask = [0] * len(header) + [1] * (len(ids) - len(header))
+            examples.append({"input_ids": ids, "assistant_masks": mask, "kind": "chunk", "source": document.path})
+            if last:
+                break
+    return examples
+
+
+def chat_example(tokenizer, messages, max_length: int, kind: str, source: str = "") -> dict[str, Any] | None:
+    encoded = tokenize_conversation(tokenizer, messages, max_length=max_length)
+    if 1 not in encoded["assistant_masks"]:
+        return None  # truncation removed every target token
+    return {**encoded, "kind": kind, "source": source}
+
+
+def mix_in_chat(doc_examples: int, mix: float) -> int:
+    """How many chat examples make them `mix` of the total."""
+    return 0 if mix <= 0 else round(doc_examples * mix / (1.0 - mix))
+
+
+def sample_chat(pool: list, n: int, seed: int) -> list:
+    """n examples from the pool: all of it, repeated as needed, in a seeded order."""
+    if not pool or n <= 0:
+        return []
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        batch = pool[:]
+        rng.shuffle(batch)
+        out.extend(batch[: n - len(out)])
+    return out
+
+
+@dataclass
+class Plan:
+    corpus: Corpus
+    chunks: list[dict[str, Any]]
+    qa_pairs: list[QAPair]
+    data_chats: list[dict[str, Any]]
+    chat_needed: int
+    chat_source: str
+
+    def doc_examples(self) -> int:
+        return len(self.chunks) + len(self.qa_pairs) + len(self.data_chats)
+
+    def describe(self, samples: int = 6, seed: int = 0) -> dict[str, Any]:
+        rng = random.Random(seed)
+        picks = rng.sample(self.qa_pairs, min(samples, len(self.qa_pairs)))
+        kinds: dict[str, int] = {}
+        for pair in self.qa_pairs:
+            kinds[pair.kind] = kinds.get(pair.kind, 0) + 1
+        chunk_tokens = sum(len(c["input_ids"]) for c in self.chunks)
+        total = self.doc_examples() + self.chat_needed
+        return {
+            **self.corpus.summary(),
+            "chunks": len(self.chunks),
+            "chunk_tokens": chunk_tokens,
+            "augmented_pairs": len(self.qa_pairs),
+            "augmented_by_kind": kinds,
+            "chat_examples_in_data": len(self.data_chats),
+            "general_chat_examples": self.chat_needed,
+            "general_chat_source": self.chat_source,
+            "chat_fraction": round(self.chat_needed / total, 3) if total else 0.0,
+            "augmentation_samples": [{"kind": p.kind, "question": p.question, "answer": p.answer} for p in picks],
+        }
+
+
+def plan(config: SFTConfig, tokenizer) -> Plan:
+    corpus = read_corpus(config.docs, strict=config.strict)
+    chunks = document_chunks(corpus, tokenizer, config.max_length, config.chunk_overlap)
+    pairs = [p for d in corpus.documents for p in rule_based_pairs(d, seed=config.seed)] if config.augment else []
+    data_chats = [e for e in (chat_example(tokenizer, m, config.max_length, "data-chat") for m in corpus.chats) if e]
+    doc_examples = len(chunks) + len(pairs) + len(data_chats)
+    source = f"--chat-data {config.chat_data}" if config.chat_data else "replay of the base model's answers to built-in instructions"
+    return Plan(corpus, chunks, pairs, data_chats, mix_in_chat(doc_examples, config.mix), source)
+
+
+# ---------------------------------------------------------------- pipeline
+
+
+def run_sft(config: SFTConfig) -> dict[str, Any]:
+    from .model import load_tokenizer, resolve_model
+
+    resolved = resolve_model(config.model)
+    if resolved.kind == "run":
+        raise BadInputError(f"--model {config.model}: sft starts from a base model; to continue a run use --resume")
+    tokenizer = load_tokenizer(resolved.path)
+    the_plan = plan(config, tokenizer)
+    if config.dry_run:
+        from .training import config_record
+
+        return {"dry_run": True, "model": config.model, "config": config_record(config), **the_plan.describe(seed=config.seed)}
+    return _train(config, the_plan)
+
+
+def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig as TRLSFTConfig
+
+    from .evaluate import check_eval_data, run_eval
+    from .model import LoadedModel, load_model, resolve_model, weights_hash
+    from .replay import read_chat_data, replay_conversations
+    from .runs import Run
+    from .training import RunLogger, common_trainer_kwargs, config_record, peak_rss_bytes, plot_curve, train
+
+    started = time.perf_counter()
+    # Inputs are read before the model loads and the run folder exists: a bad file fails in seconds.
+    chat_data = read_chat_data(config.chat_data) if config.chat_data else None
+    eval_configs = _eval_configs(config)
+    check_eval_data(eval_configs.values())
+    lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, seed=config.seed)
+    loaded = load_model(config.model, quant=config.quant, lora=lora, trainable=True)
+    run = Run.create(
+        "sft",
+        name=config.name,
+        root=config.runs_dir,
+        force=config.force,
+        resume=config.resume,
+        record={"base_model": loaded.record(), "config": config_record(config), "parent": None},
+    )
+    say(f"run folder: {run.path}")
+    tokenizer = loaded.tokenizer
+
+    # General chat, as a fraction of the whole.
+    if chat_data is not None:
+        pool_messages, chat_info = chat_data, {"source": str(config.chat_data)}
+    elif the_plan.chat_needed:
+        pool_messages, chat_info = replay_conversations(loaded, weights_hash(loaded.resolved.path), config.replay_max_new_tokens)
+    else:
+        pool_messages, chat_info = [], {"source": None}
+    pool = [e for e in (chat_example(tokenizer, m, config.max_length, "general-chat") for m in pool_messages) if e]
+    chats = sample_chat(pool, the_plan.chat_needed, config.seed)
+
+    extra_pairs: list[QAPair] = []
+    if config.augment_model:
+        writer = loaded if config.augment_model in (config.model, "base") else load_model(config.augment_model, quant=config.quant)
+        chunk_texts = [(c["source"], tokenizer.decode([t for t, m in zip(c["input_ids"], c["assistant_masks"], strict=True) if m], skip_special_tokens=True)) for c in the_plan.chunks]
+        off = writer.model.disable_adapter() if writer is loaded else contextlib.nullcontext()
+        with off:
+            extra_pairs, model_info = model_pairs(writer, chunk_texts)
+        chat_info["augment_model"] = model_info
+
+    # `recover` distills these questions from a snapshot of this run's adapter to keep what it learned.
+    if is_main_process():
+        atomic_write_text(run.path / "knowledge_prompts.jsonl", "".join(
+            json.dumps({"prompt": p.question, "answer": p.answer, "kind": p.kind, "source": p.source}) + "\n"
+            for p in the_plan.qa_pairs + extra_pairs))
+    qa_examples = [chat_example(tokenizer, p.messages(), config.max_length, f"qa-{p.kind}", p.source) for p in the_plan.qa_pairs + extra_pairs]
+    examples = the_plan.chunks + [e for e in qa_examples if e] + the_plan.data_chats + chats
+    rng = random.Random(config.seed)
+    rng.shuffle(examples)
+    counts: dict[str, int] = {}
+    for example in examples:
+        key = example["kind"].split("-")[0] if example["kind"].startswith("qa") else example["kind"]
+        counts[key] = counts.get(key, 0) + 1
+    dataset = Dataset.from_list([{"input_ids": e["input_ids"], "assistant_masks": e["assistant_masks"]} for e in examples])
+
+    # Scores before, on the base model (the fresh adapter is switched off; reports are cached per base).
+    base_view = LoadedModel(model=loaded.model, tokenizer=tokenizer, resolved=resolve_model(config.model), precision=loaded.precision)
+    before = {}
+    if eval_configs:
+        with loaded.model.disable_adapter():
+            for suite, eval_config in eval_configs.items():
+                before[suite] = run_eval(eval_config, loaded=base_view)["metrics"]
+
+    args = TRLSFTConfig(
+        **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.03,
+        weight_decay=0.0,
+        max_length=config.max_length,
+        packing=False,
+        train_sampling_strategy="group_by_length",
+        dataset_num_proc=None,
+    )
+    trainer = _trainer_class(target_only_loss=loaded.precision.device == "cpu")(model=loaded.model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            callbacks=[RunLogger(run, "sft")],
+                            data_collator=PadOrPackCollator(tokenizer.pad_token_id, loaded.model))
+    say(f"sft: {len(examples)} examples ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}), "
+        f"{trainer.state.max_steps or 'computing'} steps")
+    train_started = time.perf_counter()
+    train(trainer, run, config.resume)
+    train_seconds = time.perf_counter() - train_started
+    run.save_adapter(trainer.model)
+
+    after = {}
+    if eval_configs:
+        run_model = LoadedModel(model=trainer.model, tokenizer=tokenizer, resolved=resolve_model(str(run.path)), precision=loaded.precision)
+        for suite, eval_config in eval_configs.items():
+            eval_config.model = str(run.path)
+            after[suite] = run_eval(eval_config, loaded=run_model)["metrics"]
+
+    metrics = run.metrics()
+    curve = plot_curve(metrics, "loss", run.path / "loss.png", f"sft {run.name}: training loss")
+    tokens = int(trainer.state.num_input_tokens_seen or 0)
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    summary = {
+        "verb": "sft",
+        "run": str(run.path),
+        "corpus": the_plan.corpus.summary(),
+        "examples": counts,
+        "general_chat": chat_info,
+        "steps": trainer.state.global_step,
+        "tokens_trained": tokens,
+        "train_seconds": round(train_seconds, 1),
+        "tokens_per_second": round(tokens / train_seconds, 1) if train_seconds > 0 else None,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_cuda_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "loss_curve": str(curve) if curve else None,
+        "eval_before": before,
+        "eval_after": after,
+    }
+    run.write_summary(summary)
+    return summary
+
+
+class PadOrPackCollator:
+    """TRL's language-modelling collator, padding each batch or packing it into one row, whichever is less work.
+
+    A packed row (TRL's padding-free mode: position ids restart at each example, and transformers keeps each
+    example's attention to itself) computes no padding, but its attention spans the whole row. A batch of one long
+    document chunk and seven short Q/A pairs packs (on the test corpus, 26% of the tokens in padded batches were
+    padding); a batch of equal chunks pads. The estimate: 2 x (non-embedding parameters) FLOPs a token for the
+    layers and 4 x hidden x layers a (query, key) pair for attention, forward only (the backward scales both
+    alike)."""
+
+    def __init__(self, pad_token_id: int, model):
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+        config = model.config.get_text_config()
+        self.token_flops = 2 * model.num_parameters(exclude_embeddings=True)
+        self.pair_flops = 4 * config.hidden_size * config.num_hidden_layers
+        self.padded = DataCollatorForLanguageModeling(pad_token_id=pad_token_id)
+        self.packed = DataCollatorForLanguageModeling(pad_token_id=pad_token_id, padding_free=True)
+
+    def packs(self, lengths: list[int]) -> bool:
+        longest, total = max(lengths), sum(lengths)
+        padded = len(lengths) * (longest * self.token_flops + longest * longest * self.pair_flops)
+        return total * self.token_flops + total * total * self.pair_flops < padded
+
+    def __call__(self, examples):
+        return (self.packed if self.packs([len(e["input_ids"]) for e in examples]) else self.padded)(examples)
+
+
+def _trainer_class(target_only_loss: bool):
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+    from trl import SFTTrainer
+
+    from .losses import target_token_nll
+
+    class DocumentSFTTrainer(SFTTrainer):
+        """SFTTrainer whose length-grouped order is drawn for the global batch (per-device batch x accumulation x
+        processes) rather than one device's, so N processes see the batches one process would (Trainer sizes
+        the groups per device, which reorders the data whenever the process count changes)."""
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length" or dataset is None:
+                return super()._get_train_sampler(train_dataset)
+            global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * max(1, self.args.world_size)
+            return LengthGroupedSampler(global_batch, dataset=dataset, lengths=[len(x) for x in dataset["input_ids"]])
+
+        def _track_num_input_tokens(self, inputs):
+            if "attention_mask" not in inputs and "position_ids" in inputs:  # a packed row: every token is real
+                inputs = {**inputs, "attention_mask": torch.ones_like(inputs["input_ids"])}
+            super()._track_num_input_tokens(inputs)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            """On a CPU, one forward whose vocabulary projection covers the target positions only
+            (`losses.target_token_nll`). TRL's fused LM head projects the vocabulary in tiles and adds per-token
+            entropy and top-1; that saves memory on a GPU, but on this CPU it measured 1.5x slower than the plain
+            full-logits forward (263 vs 385 tokens/s, SmolLM2-135M + LoRA, batch 8 x 80, bf16 autocast), and
+            memory is not what limits a CPU run. Skipping the prompt positions is cheaper still (benchmarks/)."""
+            if not target_only_loss or return_outputs:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            head = self.accelerator.unwrap_model(model).get_output_embeddings()
+            forward = {k: v for k, v in inputs.items() if k != "labels"}
+            # use_cache=False also lets transformers find the examples of a packed row (TRL's own loss sets it too).
+            # logits_to_keep=1: the model's own projection runs on one position; the final hidden state is the loss's input.
+            outputs = model(**forward, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+            loss = target_token_nll(outputs.hidden_states[-1], inputs["labels"], head, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss: DDP averages the gradients
+            return loss
+
+    return DocumentSFTTrainer
+
+
+def _eval_configs(config: SFTConfig) -> dict[str, Any]:
+    from .evaluate import EvalConfig
+
+    out = {}
+    if config.eval_qa:
+        out["qa"] = EvalConfig(suite="qa", model=config.model, data=config.eval_qa, quant=config.quant)
+    for suite in config.eval:
+        out[suite] = EvalConfig(suite=suite, model=config.model, data=config.eval_data, limit=config.eval_limit,
+                                max_new_tokens=config.eval_max_new_tokens, quant=config.quant)
+    return out
