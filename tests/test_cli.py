@@ -155,3 +155,20 @@ def test_two_processes_convert_the_embedded_model_once(tmp_path):
     assert sum("waiting for it to finish" in o[1] for o in outputs) == 1  # the second waited on the lock, and said so
     folder = tmp_path / "home" / "models"
     assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock")) == ["smollm2-135m"]
+
+
+def test_a_trl_release_outside_the_tested_range_stops_training_verbs_with_one_line(monkeypatch):
+    import importlib.metadata
+
+    from rlsd_cli import env
+    from rlsd_cli.errors import BadInputError
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.17.0" if name == "trl" else real(name))
+    with pytest.raises(BadInputError, match=r"TRL 1\.17\.0 is installed, but rlsd's trainers support trl>=1\.16,<1\.17"):
+        env.require_supported_trl()
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.16.0" if name == "trl" else real(name))
+    env.require_supported_trl()
+    from conftest import REPO
+
+    assert f'"trl{env.SUPPORTED_TRL}"' in (REPO / "pyproject.toml").read_text()  # the install pin says the same
