@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -108,6 +109,10 @@ def test_auto_precision_on_cpu_never_picks_4bit(monkeypatch):
     monkeypatch.setattr(model_module, "cpu_has_fast_bf16", lambda: False)
     assert choose_precision("auto", "cpu").autocast_dtype is None
     assert choose_precision("4bit", "cpu").quant == "4bit"
+    monkeypatch.setattr(model_module, "cpu_has_fast_bf16", lambda: True)
+    exact = choose_precision("fp32", "cpu")  # no bf16 anywhere, for runs that must match to the last bit
+    assert (exact.quant, exact.weights_dtype, exact.autocast_dtype) == ("none", "float32", None)
+    assert isinstance(choose_precision("auto", "cpu").autocast(greedy=True), contextlib.nullcontext)
     with pytest.raises(BadInputError):
         choose_precision("3bit", "cpu")
 
