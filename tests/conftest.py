@@ -64,6 +64,34 @@ def tiny_model_dir(tmp_path_factory, smollm_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma_dir(tmp_path_factory, smollm_dir) -> Path:
+    """A tiny random Gemma 3 (2 layers, one sliding and one full attention) with a Gemma-style tokenizer: SmolLM2's
+    vocabulary plus Gemma's special tokens (<bos>, <eos>, <pad>, <start_of_turn>, <end_of_turn>) and Gemma's turn
+    format, whose end of turn is not its eos, and which has no system role."""
+    import torch
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    from rlsd_cli.model import CHAT_TEMPLATES_DIR
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm_dir)
+    tokenizer.add_special_tokens({"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>",
+                                  "additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
+    tokenizer.chat_template = (CHAT_TEMPLATES_DIR / "gemma.jinja").read_text()
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=16, max_position_embeddings=512, sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"], bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-gemma")
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def sft_run(tmp_path_factory, smollm_dir):
     """`rlsd sft` on the test corpus, trained once per session: the sft end-to-end tests check it, and `recover`'s
     end-to-end test repairs it. The default settings but 4 epochs (not 6), a 0.1 general-chat mix (not 0.3) and no
