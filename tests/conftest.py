@@ -21,9 +21,13 @@ env.configure()
 
 
 def pytest_collection_modifyitems(config, items):
-    """The session-wide SmolLM2 sft run is the longest thing in the suite: its tests go first, so that under
-    `make test`'s two workers it trains from the start while the other worker takes the rest."""
+    """The session-wide SmolLM2 sft run (and the recover run made from it) is the longest thing in the suite. Under
+    `make test`'s two workers (`--dist loadgroup`) every test that uses it runs on one worker, so it trains once, and
+    first, while the other worker takes the rest a file at a time."""
     items.sort(key=lambda item: "sft_run" not in getattr(item, "fixturenames", ()))
+    for item in items:
+        uses_sft_run = "sft_run" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("smollm2-sft-run" if uses_sft_run else item.nodeid.split("::")[0]))
 
 REPO = Path(__file__).resolve().parents[1]
 

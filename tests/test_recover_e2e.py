@@ -12,9 +12,8 @@ import pytest
 
 from conftest import run_cli
 
-# `slow`: about 10 minutes on 2 cores on top of the sft run; `make test-slow` runs it (CI's 30 minutes are
-# already spent by the sft end-to-end run on the slower CI machines).
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# About 5 minutes on one core on top of the sft run, on the same `make test` worker (conftest.py).
+pytestmark = pytest.mark.e2e
 METRIC = "inst_level_loose_acc"
 # Sized for CI on 2 cores: 12 steps of 64-token samples, a 60-prompt IFEval subset at 128 new tokens (in 2000
 # random 60-prompt subsets of the 100-prompt README run, sft < base and recover > sft held in over 99%).
