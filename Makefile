@@ -30,11 +30,11 @@ gemma: setup
 
 # Two workers, a test file each at a time: while one test imports torch and transformers (single-threaded, 10 s
 # and more per command a test starts), the other core trains. The session-wide SmolLM2 sft run and the recover
-# run made from it start first, on one worker (tests/conftest.py groups their tests).
+# run made from it start first, on one worker (tests/conftest.py keeps their files together).
 TEST_WORKERS ?= 2
 
 test: setup
-	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-slow: setup gemma
 	$(BIN)/python -m pytest -q -m slow

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SHARED
 from rlsd_cli.errors import BadInputError
 from rlsd_cli.suites import SUITES, get_suite
 from rlsd_cli.suites.qa import contains_phrase
@@ -69,7 +68,7 @@ def test_unknown_suite():
 
 
 def test_gsm8k_official_file_loads_with_line_keys():
-    items = get_suite("gsm8k").load(SHARED / "benchmarks" / "gsm8k" / "test.jsonl")
+    items = get_suite("gsm8k").load(None)  # the embedded copy
     assert len(items) == 1319
     assert items[0].key == 1 and items[0].record["answer"] == "18"
     assert "Janet" in items[0].messages[0]["content"]

@@ -56,7 +56,7 @@ def reply(
 
     def run() -> None:
         # autocast state is per thread, so enter it here rather than around the thread.
-        with torch.no_grad(), loaded.autocast():
+        with torch.no_grad(), loaded.autocast(greedy=config.temperature == 0):
             try:
                 output["ids"] = loaded.model.generate(
                     **inputs,

@@ -107,9 +107,24 @@ def left_padding(tokenizer) -> Iterator[Any]:
         tokenizer.padding_side = previous
 
 
+def turn_end_token(tokenizer) -> str | None:
+    """The special token the chat template closes an assistant turn with (SmolLM2: <|im_end|>, its eos; Gemma:
+    <end_of_turn>, not its eos), or None when the template has none or cannot say."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    try:
+        text = render_conversation(tokenizer, [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])
+    except Exception:  # a template that needs more (a system turn, tools): no guess
+        return None
+    after = text[text.rindex("y") + 1:]
+    specials = sorted({*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()}, key=len, reverse=True)
+    return next((token for token in specials if token and after.startswith(token)), None)
+
+
 def end_of_turn_ids(tokenizer) -> list[int]:
     ids = {tokenizer.eos_token_id}
-    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
+    # <eos>: a Gemma tokenizer's own eos, after load_tokenizer made <end_of_turn> the eos.
+    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<eos>"):
         token_id = tokenizer.convert_tokens_to_ids(token)
         if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id >= 0:
             ids.add(token_id)

@@ -42,5 +42,28 @@ def configure() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+# rlsd overrides private methods of TRL's trainers (GRPOTrainer._generate_and_score_completions and
+# _calculate_rewards, DistillationTrainer._compute_loss, Trainer._load_from_checkpoint and _track_num_input_tokens),
+# which change between TRL releases: only the releases tested are allowed. Keep in step with pyproject.toml.
+SUPPORTED_TRL = ">=1.16,<1.17"
+
+
+def require_supported_trl() -> None:
+    """Stop with one line, before any model work, when the installed TRL is outside the tested range."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.specifiers import SpecifierSet
+
+    from .errors import BadInputError
+
+    try:
+        installed = version("trl")
+    except PackageNotFoundError:
+        installed = None
+    if installed is None or not SpecifierSet(SUPPORTED_TRL).contains(installed, prereleases=True):
+        raise BadInputError(f"TRL {installed or '(not installed)'} is installed, but rlsd's trainers support trl{SUPPORTED_TRL} "
+                            f"only (they extend private TRL methods); run: pip install 'trl{SUPPORTED_TRL}'")
+
+
 def rlsd_home() -> str:
     return os.path.expanduser(os.environ.get("RLSD_HOME", "~/.cache/rlsd"))

@@ -115,7 +115,7 @@ def generate(
             batch = order[start : start + settings.batch_size]
             inputs = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
             inputs = inputs.to(loaded.device)
-            with torch.no_grad(), loaded.autocast(), fast_cpu_sampling():
+            with torch.no_grad(), loaded.autocast(greedy=settings.temperature == 0), fast_cpu_sampling():
                 output = model.generate(
                     **inputs,
                     max_new_tokens=settings.max_new_tokens,

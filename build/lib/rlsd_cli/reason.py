@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import env
 from .console import say
 from .distributed import per_process_share
 from .errors import BadInputError
@@ -311,6 +312,7 @@ def _trainer_class():
 
 
 def run_reason(config: ReasonConfig) -> dict[str, Any]:
+    env.require_supported_trl()
     from datasets import Dataset
     from trl import GRPOConfig
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from . import env
 from .console import say
 from .distributed import per_process_share
 from .errors import BadInputError
@@ -397,6 +398,7 @@ def _load_teachers(config: RecoverConfig, loaded, keep: bool) -> tuple[dict[str,
 
 
 def run_recover(config: RecoverConfig) -> dict[str, Any]:
+    env.require_supported_trl()
     from datasets import Dataset
     from trl import DistillationConfig
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import env
 from .augment import QAPair, model_pairs, rule_based_pairs
 from .chat_format import tokenize_conversation
 from .console import say
@@ -169,6 +170,7 @@ def plan(config: SFTConfig, tokenizer) -> Plan:
 
 
 def run_sft(config: SFTConfig) -> dict[str, Any]:
+    env.require_supported_trl()
     from .model import load_tokenizer, resolve_model
 
     resolved = resolve_model(config.model)
