@@ -3,6 +3,7 @@ come with the package."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,9 +19,16 @@ def _purelib(python) -> str:
 
 
 def test_wheel_install_lists_and_shows_the_recipes_and_reads_the_embedded_data(tmp_path):
+    # Built from a copy of what the wheel is made of: setuptools builds in the source tree (build/, *.egg-info).
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, source / name)
+    for name in ("rlsd_cli", "recipes"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-                    "-w", str(wheels), str(REPO)], check=True, capture_output=True, cwd=tmp_path)
+                    "-w", str(wheels), str(source)], check=True, capture_output=True, cwd=tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
