@@ -114,7 +114,7 @@ def main() -> None:
         result["grpo_final_accuracy"] = grpo_final
         result["rlsd_steps_to_grpo_final"] = reach
         result["target_met"] = reach is not None and reach <= args.steps / 2
-    from rlsd_cli.training import plot_series
+    from rlsd_cli.plots import plot_series
 
     png = args.runs / "sample_efficiency.png"
     plot_series({a: sorted(c.items()) for a, c in mean_curves.items()}, png,

@@ -14,8 +14,8 @@ import statistics
 import time
 
 import torch
-
 from common import machine
+
 from rlsd_cli.model import load_model
 from rlsd_cli.teachers import completion_logps, shared_prefix_completion_logps
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from .chat_format import Message, end_of_turn_ids, render_prompt
 from .errors import BadInputError
+from .generation import sampling_kwargs
 from .model import DEFAULT_MODEL, LoadedModel
 
 
@@ -26,14 +27,6 @@ class ChatConfig:
             raise BadInputError(f"--max-new-tokens must be a positive integer, got {self.max_new_tokens}")
         if self.temperature < 0:
             raise BadInputError(f"--temperature must be >= 0, got {self.temperature}")
-
-
-def sampling_kwargs(temperature: float) -> dict[str, Any]:
-    """Greedy at 0; otherwise plain sampling at that temperature. transformers applies top_k=50 unless
-    told otherwise, which would no longer sample the model's own distribution."""
-    if temperature == 0:
-        return {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}
-    return {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
 
 
 def reply(

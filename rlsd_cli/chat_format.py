@@ -91,6 +91,15 @@ def tokenize_conversation(tokenizer, messages: Sequence[Message], max_length: in
     return {"input_ids": list(encoded["input_ids"]), "assistant_masks": mask}
 
 
+def chat_example(tokenizer, messages: Sequence[Message], max_length: int, kind: str, source: str = "") -> dict[str, Any] | None:
+    """A training example of a conversation (input_ids, assistant mask, what kind it is and where it came from), or
+    None when truncation removed every target token."""
+    encoded = tokenize_conversation(tokenizer, messages, max_length=max_length)
+    if 1 not in encoded["assistant_masks"]:
+        return None
+    return {**encoded, "kind": kind, "source": source}
+
+
 def labels_from_mask(input_ids: Sequence[int], mask: Sequence[int]) -> list[int]:
     """Labels for causal-LM loss: the token where the mask is set, IGNORE_INDEX elsewhere (never by pad id)."""
     return [tok if keep else IGNORE_INDEX for tok, keep in zip(input_ids, mask, strict=True)]

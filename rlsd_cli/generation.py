@@ -10,8 +10,8 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from .chat import sampling_kwargs
 from .chat_format import Message, end_of_turn_ids, left_padding, render_prompt
 from .console import Progress
 from .errors import BadInputError
@@ -48,6 +48,14 @@ def fast_cpu_sampling() -> Iterator[None]:
         yield
     finally:
         torch.multinomial = _torch_multinomial[0]
+
+
+def sampling_kwargs(temperature: float) -> dict[str, Any]:
+    """Greedy at 0; otherwise plain sampling at that temperature. transformers applies top_k=50 unless
+    told otherwise, which would no longer sample the model's own distribution."""
+    if temperature == 0:
+        return {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}
+    return {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
 
 
 @dataclass

@@ -360,7 +360,7 @@ def resolve_model(spec: str | None = None) -> ResolvedModel:
 
 
 def _resolve_run(run_dir: Path, spec: str) -> ResolvedModel:
-    from .runs import read_run_record
+    from .run_record import read_run_record
 
     record = read_run_record(run_dir)
     base_spec = record["base_model"]["spec"]

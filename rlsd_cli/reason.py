@@ -318,6 +318,7 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
 
     from .evaluate import EvalConfig, check_eval_data, run_eval
     from .model import LoadedModel, LoraSettings, load_model, resolve_model
+    from .plots import plot_panels
     from .runs import Run
     from .teachers import LiveTeacher, SnapshotTeacher
     from .training import (
@@ -327,7 +328,6 @@ def run_reason(config: ReasonConfig) -> dict[str, Any]:
         config_record,
         cost_summary,
         mean_or_none,
-        plot_panels,
         train,
     )
     from .verifiers import build_verifier

@@ -404,6 +404,7 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
 
     from .evaluate import EvalConfig, check_eval_data, run_eval
     from .model import LoadedModel, load_model, resolve_model
+    from .plots import plot_curves
     from .runs import RUN_RECORD, Run, read_run_record
     from .training import (
         PeriodicEval,
@@ -412,7 +413,6 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
         config_record,
         cost_summary,
         mean_or_none,
-        plot_curves,
         train,
     )
 
@@ -443,7 +443,7 @@ def run_recover(config: RecoverConfig) -> dict[str, Any]:
     check_trained_adapter(loaded.model, parent.run_dir)
     anchor = None
     if anchor_pairs:
-        from .sft import chat_example
+        from .chat_format import chat_example
 
         examples = [e for e in (chat_example(loaded.tokenizer, m, 256, "keep") for m in anchor_pairs) if e]
         anchor = anchor_batches(examples, config.keep_examples_per_step, config.steps, config.seed)

@@ -31,8 +31,8 @@ from .fsutil import (
     replace_directory,
     sibling_tempdir,
 )
+from .run_record import RUN_RECORD, read_run_record
 
-RUN_RECORD = "run.json"
 RUN_LOCK = ".lock"
 RUNS_ROOT = Path(os.environ.get("RLSD_RUNS", "runs"))
 # Settings a resumed run may change: where and how often it reports, not what or how it trains.
@@ -66,19 +66,6 @@ def run_path(name_or_path: str | Path, root: Path | None = None) -> Path:
     if path.is_dir() or len(path.parts) > 1:
         return path
     return (root or RUNS_ROOT) / path
-
-
-def read_run_record(run_dir: Path) -> dict[str, Any]:
-    record_path = run_dir / RUN_RECORD
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInputError(f"{run_dir}: not a run folder (no {RUN_RECORD})") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"{record_path}: not valid JSON ({exc}); restore it from a backup") from None
-    if not isinstance(record, dict) or not isinstance(record.get("base_model"), dict) or "spec" not in record["base_model"]:
-        raise BadInputError(f"{record_path}: missing base_model.spec; this file was not written by rlsd")
-    return record
 
 
 @dataclass
@@ -334,7 +321,7 @@ def describe_run(path: Path) -> dict[str, Any]:
 
 def plot_runs(paths: list[Path], metrics: list[str], out: Path, force: bool = False) -> dict[str, Any]:
     """One PNG with a line per (run, metric) from each run's metrics.jsonl."""
-    from .training import plot_series
+    from .plots import plot_series
 
     out = Path(out)
     if out.exists() and not force:

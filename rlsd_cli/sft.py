@@ -19,7 +19,7 @@ from typing import Any
 
 from . import env
 from .augment import QAPair, model_pairs, rule_based_pairs
-from .chat_format import tokenize_conversation
+from .chat_format import chat_example
 from .console import say
 from .distributed import is_main_process
 from .errors import BadInputError
@@ -95,13 +95,6 @@ def document_chunks(corpus: Corpus, tokenizer, max_length: int, overlap: int) ->
             if last:
                 break
     return examples
-
-
-def chat_example(tokenizer, messages, max_length: int, kind: str, source: str = "") -> dict[str, Any] | None:
-    encoded = tokenize_conversation(tokenizer, messages, max_length=max_length)
-    if 1 not in encoded["assistant_masks"]:
-        return None  # truncation removed every target token
-    return {**encoded, "kind": kind, "source": source}
 
 
 def mix_in_chat(doc_examples: int, mix: float) -> int:
@@ -192,9 +185,10 @@ def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
 
     from .evaluate import check_eval_data, run_eval
     from .model import LoadedModel, load_model, resolve_model, weights_hash
+    from .plots import plot_curve
     from .replay import read_chat_data, replay_conversations
     from .runs import Run
-    from .training import RunLogger, common_trainer_kwargs, config_record, peak_rss_bytes, plot_curve, train
+    from .training import RunLogger, common_trainer_kwargs, config_record, peak_rss_bytes, train
 
     started = time.perf_counter()
     # Inputs are read before the model loads and the run folder exists: a bad file fails in seconds.

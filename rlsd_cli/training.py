@@ -223,69 +223,6 @@ def train(trainer, run: Run, resume: bool) -> None:
                           f"Resume with: {resume_command(run.name)}")
 
 
-def plot_curve(rows: list[dict[str, Any]], key: str, target: Path, title: str) -> Path | None:
-    return plot_curves(rows, [key], target, title)
-
-
-def plot_curves(rows: list[dict[str, Any]], keys: list[str], target: Path, title: str) -> Path | None:
-    """One PNG with a line per metric key (steps on x), written atomically; None when no key has points."""
-    return plot_panels(rows, {title: keys}, target)
-
-
-def metric_points(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
-    return [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
-
-
-def plot_panels(rows: list[dict[str, Any]], panels: dict[str, list[str]], target: Path, title: str | None = None) -> Path | None:
-    """One PNG with a panel per title, a line per metric key in it; panels without points are left out."""
-    grid = {name: {key: metric_points(rows, key) for key in keys} for name, keys in panels.items()}
-    return plot_series_grid(grid, target, title)
-
-
-def plot_series(series: dict[str, list[tuple[float, float]]], target: Path, title: str, ylabel: str = "value") -> Path | None:
-    """One PNG with a line per labelled series of (step, value) points; None when no series has points."""
-    return plot_series_grid({title: series}, target, ylabel=ylabel)
-
-
-def plot_series_grid(grid: dict[str, dict[str, list[tuple[float, float]]]], target: Path, title: str | None = None,
-                     ylabel: str | None = None) -> Path | None:
-    """Panels (title -> {label: [(step, value)]}) in a grid of at most 3 columns, written atomically."""
-    from .distributed import is_main_process
-
-    if not is_main_process():
-        return target
-    grid = {name: {label: pts for label, pts in series.items() if pts} for name, series in grid.items()}
-    grid = {name: series for name, series in grid.items() if series}
-    if not grid:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = min(3, len(grid))
-    lines = -(-len(grid) // columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(6 if columns == 1 else 4.2 * columns, 3.5 * lines), squeeze=False)
-    for ax, (name, series) in zip(axes.flat, grid.items(), strict=False):
-        for label, points in series.items():
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=label, marker="o" if len(points) < 12 else None)
-        ax.set_xlabel("step")
-        ax.set_ylabel(ylabel or (next(iter(series)) if len(series) == 1 else "value"))
-        if len(series) > 1:
-            ax.legend(fontsize=8)
-        ax.set_title(name, fontsize=10)
-    for ax in list(axes.flat)[len(grid):]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    tmp = target.with_name(f".{target.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(target)
-    return target
-
-
 def config_record(config) -> dict[str, Any]:
     """A config dataclass as JSON-ready values, for run.json. Paths are made absolute: a later command (`recover`
     reading the sft run's `--eval-qa`, a resume) may run from another folder."""

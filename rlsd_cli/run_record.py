@@ -1,0 +1,25 @@
+"""The record a run folder keeps of how it was made (run.json): read by the model loader, which loads a run as a
+model, and by the run folders' own code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInputError
+
+RUN_RECORD = "run.json"
+
+
+def read_run_record(run_dir: Path) -> dict[str, Any]:
+    record_path = run_dir / RUN_RECORD
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInputError(f"{run_dir}: not a run folder (no {RUN_RECORD})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{record_path}: not valid JSON ({exc}); restore it from a backup") from None
+    if not isinstance(record, dict) or not isinstance(record.get("base_model"), dict) or "spec" not in record["base_model"]:
+        raise BadInputError(f"{record_path}: missing base_model.spec; this file was not written by rlsd")
+    return record
