@@ -6,8 +6,13 @@ from . import env
 
 env.configure()  # before transformers / TRL / the hub client are imported anywhere
 
+import dataclasses  # noqa: E402
+import importlib  # noqa: E402
+import inspect  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+import typing  # noqa: E402
+from dataclasses import MISSING  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import typer  # noqa: E402
@@ -15,12 +20,10 @@ from rich.table import Table  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from . import __version__, console, distributed  # noqa: E402
+from .configs import ReasonConfig, RecoverConfig, SFTConfig, describe_bounds, flag_name  # noqa: E402
 from .errors import EXIT_INTERRUPTED, RlsdError  # noqa: E402
 from .model import DEFAULT_MODEL, QUANT_CHOICES  # noqa: E402
-from .reason import ReasonConfig  # noqa: E402
 from .recipes import apply_recipe, config_kwargs, require  # noqa: E402
-from .recover import RecoverConfig  # noqa: E402
-from .sft import SFTConfig  # noqa: E402
 
 _state = {"json": False}
 
@@ -304,222 +307,117 @@ def chat(
         history.append({"role": "assistant", "content": result["response"]})
 
 
-# ---------------------------------------------------------------- sft
-
-_SFT = {name: f.default for name, f in SFTConfig.__dataclass_fields__.items()}  # one source of defaults
-
-
-@app.command()
-def sft(
-    ctx: typer.Context,
-    docs: Path | None = typer.Argument(None, help="Folder of documents (md, txt, rst, html, pdf, docx, jsonl/json)."),
-    model: str = ModelOpt,
-    quant: str = QuantOpt,
-    lora_r: int = typer.Option(_SFT['lora_r'], "--lora-r", help="LoRA rank."),
-    lora_alpha: int = typer.Option(_SFT['lora_alpha'], "--lora-alpha", help="LoRA alpha."),
-    lora_dropout: float = typer.Option(_SFT['lora_dropout'], "--lora-dropout", help="LoRA dropout."),
-    lr: float = typer.Option(_SFT['lr'], "--lr", help="Learning rate."),
-    epochs: float = typer.Option(_SFT['epochs'], "--epochs", help="Passes over the examples."),
-    max_steps: int = typer.Option(_SFT['max_steps'], "--max-steps", help="Stop after this many optimizer steps (overrides --epochs)."),
-    batch_size: int = typer.Option(_SFT['batch_size'], "--batch-size", help="Examples per step (per device)."),
-    grad_accum: int = typer.Option(_SFT['grad_accum'], "--grad-accum", help="Gradient accumulation steps."),
-    max_length: int = typer.Option(_SFT['max_length'], "--max-length", help="Tokens per example (document windows and chats)."),
-    chunk_overlap: int = typer.Option(_SFT['chunk_overlap'], "--chunk-overlap", help="Tokens shared by consecutive document windows."),
-    mix: float = typer.Option(_SFT['mix'], "--mix", help="Fraction of training examples that are general chat."),
-    chat_data: Path | None = typer.Option(None, "--chat-data", help="General chat (JSONL with 'messages') instead of replay."),
-    augment: bool = typer.Option(True, "--augment/--no-augment", help="Add question/answer pairs and fact lists made from the documents."),
-    augment_model: str | None = typer.Option(None, "--augment-model", help="Also have this model ('base' = the model being trained) write Q/A pairs per chunk."),
-    seed: int = typer.Option(_SFT['seed'], "--seed"),
-    name: str | None = typer.Option(None, "--name", help="Run name (default sft-<timestamp>)."),
-    runs_dir: Path | None = RunsDirOpt,
-    resume: bool = ResumeOpt,
-    force: bool = RunForceOpt,
-    save_every: int = typer.Option(_SFT['save_every'], "--save-every", help="Write a checkpoint every N steps (0: only on interruption)."),
-    strict: bool = typer.Option(False, "--strict", help="Stop at the first unusable file instead of skipping it."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be trained on, without loading the model."),
-    eval_qa: Path | None = typer.Option(None, "--eval-qa", help="QA JSONL to score before and after training."),
-    eval_suite: list[str] = typer.Option([], "--eval", help="Another suite to score before and after (e.g. ifeval)."),
-    eval_data: Path | None = EvalDataOpt,
-    eval_limit: int | None = EvalLimitOpt,
-    eval_max_new_tokens: int | None = EvalMaxNewTokensOpt,
-    recipe: str | None = RecipeOpt,
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
-):
-    """Domain training on a folder of documents, mixed with general chat so the model keeps chatting."""
-    from .sft import run_sft
-
-    values = apply_recipe(ctx, recipe, locals())
-    require(values, "docs", "DOCS")
-    result = run_sft(SFTConfig(**config_kwargs(SFTConfig, values, eval=values["eval_suite"])))
-    if not distributed.is_main_process():  # rank 0 reports for all
-        return
-    if _json(json_out):
-        console.print_json(result)
-        return
-    _print_sft(result)
+# ---------------------------------------------------------------- training verbs
+# Their flags, recipe keys and checks all come from the option declarations in configs.py.
 
 
-def _print_sft(result: dict) -> None:
-    if result.get("dry_run"):
-        table = Table(title=f"sft --dry-run: {result['folder']}", show_header=False)
-        for key in ("files_read", "documents", "duplicates_dropped", "characters", "chunks", "chunk_tokens",
-                    "augmented_pairs", "augmented_by_kind", "chat_examples_in_data", "general_chat_examples",
-                    "general_chat_source", "chat_fraction"):
-            table.add_row(key, str(result[key]))
-        console.stdout.print(table)
-        for skipped in result["skipped"]:
-            console.stdout.print(f"skipped {skipped['path']}: {skipped['reason']}", highlight=False)
-        for sample in result["augmentation_samples"]:
-            console.stdout.print(f"({sample['kind']}) Q: {sample['question']}\n    A: {sample['answer'][:160]}", highlight=False, markup=False)
-        return
-    table = Table(title=f"sft: {result['run']}", show_header=False)
-    corpus = result["corpus"]
-    table.add_row("files read / skipped", f"{corpus['files_read']} / {len(corpus['skipped'])}")
-    table.add_row("examples", ", ".join(f"{v} {k}" for k, v in sorted(result["examples"].items())))
-    table.add_row("steps", str(result["steps"]))
-    table.add_row("tokens trained", f"{result['tokens_trained']:,}")
-    table.add_row("loss", f"{result['first_loss']} -> {result['final_loss']}")
-    table.add_row("train time", f"{result['train_seconds']} s ({result['tokens_per_second']} tokens/s)")
+def _option_parameter(f, hint) -> inspect.Parameter:
+    """The Typer option (or argument) of one declared config field."""
+    meta = f.metadata
+    required = f.default is MISSING and f.default_factory is MISSING
+    default = None if required else f.default_factory() if f.default is MISSING else f.default
+    help_text = meta["help"]
+    if meta["bounds"]:
+        help_text += f" ({describe_bounds(meta['bounds'], hint is int)})"
+    if meta["choices"] and "|" not in help_text:
+        help_text += f" ({' | '.join(map(str, meta['choices']))})"
+    annotation = hint | None if required and hint is not bool else hint
+    if meta["argument"]:
+        info = typer.Argument(default, help=help_text, show_default=not required)
+    elif hint is bool:
+        flag = flag_name(f)
+        info = typer.Option(default, f"{flag}/--no-{flag[2:]}" if default else flag, help=help_text)
+    else:
+        info = typer.Option(default, flag_name(f), help=help_text, show_default=not required)
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
+
+
+def _training_command(verb: str, config_class, help_text: str) -> None:
+    hints = typing.get_type_hints(config_class)
+    own = config_class.__annotations__  # the verb's own options are listed first, then the shared groups'
+    declared = sorted(dataclasses.fields(config_class), key=lambda f: f.name not in own)
+    required = [f for f in declared if f.default is MISSING and f.default_factory is MISSING]
+
+    def command(ctx: typer.Context, **values):
+        values = apply_recipe(ctx, values["recipe"], values)
+        for f in required:
+            require(values, f.name, f.name.upper() if f.metadata["argument"] else flag_name(f))
+        config = config_class(**{f.name: values[f.name] for f in declared})
+        result = getattr(importlib.import_module(f".{verb}", __package__), f"run_{verb}")(config)
+        if not distributed.is_main_process():  # rank 0 reports for all
+            return
+        if _json(values["json_out"]):
+            console.print_json(result)
+        elif result.get("dry_run"):
+            _print_dry_run(result)
+        else:
+            _print_training_summary(result)
+
+    command.__signature__ = inspect.Signature([
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        *(_option_parameter(f, hints[f.name]) for f in declared),
+        inspect.Parameter("recipe", inspect.Parameter.KEYWORD_ONLY, default=RecipeOpt, annotation=str | None),
+        inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--json", help=JSON_HELP),
+                          annotation=bool),
+    ])
+    command.__doc__ = help_text
+    app.command(verb)(command)
+
+
+_training_command("sft", SFTConfig, "Domain training on a folder of documents, mixed with general chat so the model keeps chatting.")
+_training_command("recover", RecoverConfig, "Repair forgetting: on-policy distillation of a tuned run from its own base (adapter off), keeping what it learned.")
+_training_command("reason", ReasonConfig, "RL with verifiable rewards: RLSD (GRPO with per-token credit from the model shown the answer), GRPO or OPSD.")
+
+
+def _verb_rows(result: dict) -> list[tuple[str, str]]:
+    """The rows particular to each verb's summary; steps, memory, evaluations and the chart are common."""
+    if result["verb"] == "sft":
+        corpus = result["corpus"]
+        return [("files read / skipped", f"{corpus['files_read']} / {len(corpus['skipped'])}"),
+                ("examples", ", ".join(f"{v} {k}" for k, v in sorted(result["examples"].items()))),
+                ("tokens trained", f"{result['tokens_trained']:,}"),
+                ("loss", f"{result['first_loss']} -> {result['final_loss']}"),
+                ("train time", f"{result['train_seconds']} s ({result['tokens_per_second']} tokens/s)")]
+    if result["verb"] == "recover":
+        return [("from", result["parent"]),
+                *((f"teacher ({kind} prompts)", text) for kind, text in result["teachers"].items()),
+                ("reverse KL", f"{result['reverse_kl_first']} -> {result['reverse_kl_last']}")]
+    return [("verifier", result["verifier"]), ("teacher", str(result["teacher"])),
+            ("reward", f"{result['reward_first']} -> {result['reward_last']}")]
+
+
+def _print_training_summary(result: dict) -> None:
+    algo = f" ({result['algo']})" if "algo" in result else ""
+    table = Table(title=f"{result['verb']}{algo}: {result['run']}", show_header=False)
+    for key, value in _verb_rows(result):
+        table.add_row(key, value)
+    table.add_row("steps", f"{result['steps']} ({result['seconds_per_step']} s/step)")
     table.add_row("peak memory", console.human_bytes(result["peak_rss_bytes"]))
-    for suite, before in result["eval_before"].items():
-        after = result["eval_after"].get(suite, {})
-        for metric, value in before.items():
-            table.add_row(f"{suite} {metric}", f"{value:.4f} -> {after.get(metric, float('nan')):.4f}")
-    table.add_row("loss curve", str(result["loss_curve"]))
+    before, after, base = result["eval_before"], result["eval_after"], result.get("eval_base") or {}
+    if before and not isinstance(next(iter(before.values())), dict):  # reason scores one held-out set
+        before, after = {"held-out": before}, {"held-out": after}
+    for suite, scores in before.items():
+        for metric, value in scores.items():
+            if isinstance(value, (int, float)):
+                start = f"base {base[suite][metric]:.4f}, before " if metric in base.get(suite, {}) else ""
+                table.add_row(f"{suite} {metric}", f"{start}{value:.4f} -> {after.get(suite, {}).get(metric, float('nan')):.4f}")
+    table.add_row("curve", str(result.get("curve") or result.get("loss_curve") or result.get("kl_curve")))
     console.stdout.print(table)
-    for skipped in corpus["skipped"]:
+    for skipped in (result.get("corpus") or {}).get("skipped", []):
         console.say(f"skipped {skipped['path']}: {skipped['reason']}")
 
 
-# ---------------------------------------------------------------- recover
-
-_REC = {name: f.default for name, f in RecoverConfig.__dataclass_fields__.items()}
-
-
-@app.command()
-def recover(
-    ctx: typer.Context,
-    from_run: Path | None = typer.Option(None, "--from", help="The run to repair (runs/<name>, made by `rlsd sft`)."),
-    teacher: str = typer.Option(_REC["teacher"], "--teacher", help="'base' (the same weights, adapter off) or a model spec / run with the same tokenizer."),
-    teacher_precision: str = typer.Option(_REC["teacher_precision"], "--teacher-precision", help="same | full (a separate full-precision base copy for a 4-bit student)."),
-    method: str = typer.Option(_REC["method"], "--method", help="distill | sft-self (supervised on own samples: the baseline)."),
-    divergence: str = typer.Option(_REC["divergence"], "--divergence", help="full (full-vocabulary reverse KL) | sampled (per-token estimator). sft-self always trains on the sampled tokens."),
-    prompts: str = typer.Option(_REC["prompts"], "--prompts", help="General prompts: a built-in set (general | format | all) or a JSONL file ('prompt' or 'messages')."),
-    keep_mix: float = typer.Option(_REC["keep_mix"], "--keep-mix", help="Share of the loss that keeps what sft taught (see --keep-with); 0 is plain distillation from the base."),
-    keep_with: str = typer.Option(_REC["keep_with"], "--keep-with", help="sft (supervised loss on the sft run's Q/A pairs) | distill (on-policy from a frozen sft snapshot)."),
-    keep_prompts: Path | None = typer.Option(None, "--keep-prompts", help="Questions (and answers, for --keep-with sft) about the documents (default: the sft run's knowledge_prompts.jsonl)."),
-    keep_examples_per_step: int = typer.Option(_REC["keep_examples_per_step"], "--keep-examples-per-step", help="Q/A pairs per step for --keep-with sft."),
-    samples_per_prompt: int = typer.Option(_REC["samples_per_prompt"], "--samples-per-prompt", help="Completions sampled per prompt (temperature 1, no truncation)."),
-    top_k: int = typer.Option(_REC["top_k"], "--top-k", help="Sample from the k likeliest tokens (0: all, as on-policy distillation assumes; 1: greedy, the same rollouts on any number of processes)."),
-    prompts_per_step: int = typer.Option(_REC["prompts_per_step"], "--prompts-per-step", help="Prompts per optimizer step, over all processes."),
-    max_new_tokens: int = typer.Option(_REC["max_new_tokens"], "--max-new-tokens", help="Most tokens per sampled completion."),
-    steps: int = typer.Option(_REC["steps"], "--steps", help="Optimizer steps."),
-    lr: float = typer.Option(_REC["lr"], "--lr", help="Learning rate."),
-    quant: str = QuantOpt,
-    seed: int = typer.Option(_REC["seed"], "--seed"),
-    name: str | None = typer.Option(None, "--name", help="Run name (default recover-<timestamp>)."),
-    runs_dir: Path | None = RunsDirOpt,
-    resume: bool = ResumeOpt,
-    force: bool = RunForceOpt,
-    save_every: int = typer.Option(_REC["save_every"], "--save-every", help="Write a checkpoint every N steps (0: only on interruption)."),
-    eval_qa: Path | None = typer.Option(None, "--eval-qa", help="QA JSONL scored on the base, before and after (default: the sft run's)."),
-    eval_suite: list[str] = typer.Option([], "--eval", help="Another suite scored on the base, before and after (e.g. ifeval)."),
-    eval_data: Path | None = EvalDataOpt,
-    eval_limit: int | None = EvalLimitOpt,
-    eval_max_new_tokens: int | None = EvalMaxNewTokensOpt,
-    eval_every: int = typer.Option(_REC["eval_every"], "--eval-every", help="Also score every N steps into metrics.jsonl (0: off)."),
-    generation: str = GenerationOpt,
-    recipe: str | None = RecipeOpt,
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
-):
-    """Repair forgetting: on-policy distillation of a tuned run from its own base (adapter off), keeping what it learned."""
-    from .recover import run_recover
-
-    values = apply_recipe(ctx, recipe, locals())
-    require(values, "from_run", "--from")
-    result = run_recover(RecoverConfig(**config_kwargs(RecoverConfig, values, eval=values["eval_suite"])))
-    if not distributed.is_main_process():  # rank 0 reports for all
-        return
-    if _json(json_out):
-        console.print_json(result)
-        return
-    table = Table(title=f"recover: {result['run']}", show_header=False)
-    table.add_row("from", result["parent"])
-    for kind, description in result["teachers"].items():
-        table.add_row(f"teacher ({kind} prompts)", description)
-    table.add_row("steps", f"{result['steps']} ({result['seconds_per_step']} s/step)")
-    table.add_row("reverse KL", f"{result['reverse_kl_first']} -> {result['reverse_kl_last']}")
-    table.add_row("peak memory", console.human_bytes(result["peak_rss_bytes"]))
-    for suite, before in result["eval_before"].items():
-        base, after = result["eval_base"].get(suite, {}), result["eval_after"].get(suite, {})
-        for metric, value in before.items():
-            if isinstance(value, (int, float)):
-                table.add_row(f"{suite} {metric}", f"base {base.get(metric, float('nan')):.4f}, "
-                              f"before {value:.4f} -> after {after.get(metric, float('nan')):.4f}")
-    table.add_row("KL curve", str(result["kl_curve"]))
+def _print_dry_run(result: dict) -> None:
+    table = Table(title=f"sft --dry-run: {result['folder']}", show_header=False)
+    for key in ("files_read", "documents", "duplicates_dropped", "characters", "chunks", "chunk_tokens",
+                "augmented_pairs", "augmented_by_kind", "chat_examples_in_data", "general_chat_examples",
+                "general_chat_source", "chat_fraction"):
+        table.add_row(key, str(result[key]))
     console.stdout.print(table)
-
-
-# ---------------------------------------------------------------- reason
-
-_RSN = {name: f.default for name, f in ReasonConfig.__dataclass_fields__.items()}
-
-
-@app.command()
-def reason(
-    ctx: typer.Context,
-    data: Path | None = typer.Option(None, "--data", help="A folder with train.jsonl (and test.jsonl), or a JSONL of problems: prompt|question, answer, optional solution."),
-    model: str = ModelOpt,
-    verifier: list[str] = typer.Option(["math"], "--verifier", help="math | exact | regex:PATTERN | python:module:function; repeat to combine, weight as 0.5*math."),
-    algo: str = typer.Option(_RSN["algo"], "--algo", help="rlsd | grpo | opsd (one code path)."),
-    privileged: str = typer.Option(_RSN["privileged"], "--privileged", help="What the teacher is shown: answer | solution."),
-    teacher: str = typer.Option(_RSN["teacher"], "--teacher", help="sync (a frozen adapter copy, re-synced every --teacher-sync-steps) | live."),
-    teacher_sync_steps: int = typer.Option(_RSN["teacher_sync_steps"], "--teacher-sync-steps"),
-    num_generations: int = typer.Option(_RSN["num_generations"], "--num-generations", help="Completions per problem (the group G)."),
-    prompts_per_step: int = typer.Option(_RSN["prompts_per_step"], "--prompts-per-step", help="Problems per optimizer step."),
-    max_new_tokens: int = typer.Option(_RSN["max_new_tokens"], "--max-new-tokens"),
-    temperature: float = typer.Option(_RSN["temperature"], "--temperature", help="Rollout sampling temperature (no top-k/top-p); the teacher scores at the same one."),
-    steps: int = typer.Option(_RSN["steps"], "--steps", help="Optimizer steps."),
-    lr: float = typer.Option(_RSN["lr"], "--lr", help="Learning rate (LoRA)."),
-    lam: float = typer.Option(_RSN["lam"], "--lambda", help="RLSD mixing weight at step 0."),
-    lambda_decay_steps: int = typer.Option(_RSN["lambda_decay_steps"], "--lambda-decay-steps", help="lambda falls linearly to 0 over these steps (0: constant)."),
-    eps_w: float = typer.Option(_RSN["eps_w"], "--eps-w", help="Token weights are clipped to [1-eps_w, 1+eps_w]."),
-    lora_r: int = typer.Option(_RSN["lora_r"], "--lora-r"),
-    quant: str = QuantOpt,
-    seed: int = typer.Option(_RSN["seed"], "--seed"),
-    name: str | None = typer.Option(None, "--name", help="Run name (default reason-<timestamp>)."),
-    runs_dir: Path | None = RunsDirOpt,
-    resume: bool = ResumeOpt,
-    force: bool = RunForceOpt,
-    save_every: int = typer.Option(_RSN["save_every"], "--save-every", help="Write a checkpoint every N steps (0: only on interruption)."),
-    test_data: Path | None = typer.Option(None, "--test-data", help="Held-out problems (default: test.jsonl beside --data)."),
-    eval_limit: int | None = typer.Option(_RSN["eval_limit"], "--eval-limit", help="Seeded sample of N held-out problems."),
-    eval_every: int = typer.Option(_RSN["eval_every"], "--eval-every", help="Also score the held-out split every N steps (0: off)."),
-    generation: str = GenerationOpt,
-    recipe: str | None = RecipeOpt,
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
-):
-    """RL with verifiable rewards: RLSD (GRPO with per-token credit from the model shown the answer), GRPO or OPSD."""
-    from .reason import run_reason
-
-    values = apply_recipe(ctx, recipe, locals())
-    require(values, "data", "--data")
-    result = run_reason(ReasonConfig(**config_kwargs(ReasonConfig, values, lora_alpha=2 * values["lora_r"])))
-    if not distributed.is_main_process():  # rank 0 reports for all
-        return
-    if _json(json_out):
-        console.print_json(result)
-        return
-    table = Table(title=f"reason ({result['algo']}): {result['run']}", show_header=False)
-    table.add_row("verifier", result["verifier"])
-    table.add_row("teacher", str(result["teacher"]))
-    table.add_row("steps", f"{result['steps']} ({result['seconds_per_step']} s/step)")
-    table.add_row("reward", f"{result['reward_first']} -> {result['reward_last']}")
-    table.add_row("peak memory", console.human_bytes(result["peak_rss_bytes"]))
-    for metric, value in result["eval_before"].items():
-        table.add_row(f"held-out {metric}", f"{value:.4f} -> {result['eval_after'].get(metric, float('nan')):.4f}")
-    table.add_row("curve", str(result["curve"]))
-    console.stdout.print(table)
+    for skipped in result["skipped"]:
+        console.stdout.print(f"skipped {skipped['path']}: {skipped['reason']}", highlight=False)
+    for sample in result["augmentation_samples"]:
+        console.stdout.print(f"({sample['kind']}) Q: {sample['question']}\n    A: {sample['answer'][:160]}", highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------- data

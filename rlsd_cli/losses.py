@@ -136,3 +136,40 @@ def target_token_nll(
     if normalizer is None:
         normalizer = keep.sum().clamp(min=1)
     return total / normalizer
+
+
+def chunked_reverse_kl(
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    student_head: torch.Tensor,
+    teacher_head: torch.Tensor,
+    mask: torch.Tensor,
+    normalizer: torch.Tensor | float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The full-vocabulary reverse KL(student || teacher) at every counted completion token, from both models' final
+    hidden states (B, T, H) and LM head weights (V, H), without materialising the (B, T, V) logits.
+
+    Returns (sum over counted tokens / normalizer, the student's entropy summed over them, how many were counted);
+    `normalizer` defaults to that count (token-mean). Adapted from TRL 1.16's private `_chunked_divergence_loss`
+    (trl/trainer/distillation_trainer.py) at beta = 1, without its FSDP, bias, logit-scale and soft-capping options:
+    the tiled forward and backward are TRL's `ChunkedDivergenceFunction`. Where TRL has no Triton kernel (the CPU)
+    every position is projected and the masked ones are zeroed, as TRL does there.
+    """
+    from trl.kernels.chunked_divergence import ChunkedDivergenceFunction
+
+    valid = mask.reshape(-1) != 0
+    h_s = student_hidden.reshape(-1, student_hidden.size(-1))
+    h_t = teacher_hidden.reshape(-1, teacher_hidden.size(-1))
+    compact = student_hidden.device.type in ("cuda", "xpu")
+    if compact:
+        h_s, h_t = h_s[valid], h_t[valid]
+    divergence, entropy = ChunkedDivergenceFunction.apply(
+        h_s, student_head, None, h_t, teacher_head, None, 1.0, 1.0, 1.0, None, 1.0, None)
+    if not compact:
+        divergence, entropy = divergence.masked_fill(~valid, 0), entropy.masked_fill(~valid, 0)
+    count = valid.sum()
+    if normalizer is None:
+        normalizer = count.clamp(min=1)
+    elif isinstance(normalizer, torch.Tensor):
+        normalizer = normalizer.to(divergence.device)
+    return divergence.sum() / normalizer, entropy.sum(), count

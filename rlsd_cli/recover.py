@@ -17,21 +17,38 @@ the teachers and the per-row teacher routing are ours (`losses.py`, `teachers.py
 from __future__ import annotations
 
 import random
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import env
+import torch
+from datasets import Dataset
+from trl import DistillationConfig, DistillationTrainer
+from trl.trainer.utils import RepeatSampler
+
+from .chat_format import chat_example
+from .configs import RecoverConfig
 from .console import say
 from .distributed import per_process_share
 from .errors import BadInputError
-from .options import EvalOptions, RolloutOptions, RunOptions
+from .evaluate import EvalConfig
+from .losses import chunked_reverse_kl, on_policy_distillation_loss, sampled_reverse_kl, self_sft_loss
+from .model import LoadedModel, load_model, resolve_model
+from .plots import plot_curves
 from .replay import FORMAT_INSTRUCTIONS, GENERAL_INSTRUCTIONS, builtin_instructions, read_prompts
+from .run_record import RUN_RECORD
+from .runs import Run
+from .teachers import (
+    AdapterOffTeacher,
+    EvalModeRollouts,
+    ModelTeacher,
+    SnapshotTeacher,
+    causal_lm,
+    completion_hidden_states,
+    completion_logps,
+    shared_prefix_completion_logps,
+)
+from .training import RunLogger, TrainingRecipe, mean_or_none, on_policy_trainer_kwargs, run_recipe
 
-METHODS = ("distill", "sft-self")
-DIVERGENCES = ("sampled", "full")
-KEEP_WITH = ("sft", "distill")
 KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
 # Built-in general prompt sets (files in rlsd_cli/data/): `general` = 240 everyday tasks, `format` = 72 tasks that
 # each ask for a checkable format (a format the base follows comes back only where a prompt asks for it), `all` = both.
@@ -40,55 +57,6 @@ BUILTIN_PROMPTS = {"general": (GENERAL_INSTRUCTIONS,), "format": (FORMAT_INSTRUC
 SNAPSHOT_ADAPTER = "sft_snapshot"
 # Token means logged each step, added up over all processes before they are logged.
 LOGGED_KEYS = ("reverse_kl", "logp/student", "logp/teacher", "reverse_kl/keep", "reverse_kl/general")
-
-
-@dataclass
-class RecoverConfig(RunOptions, EvalOptions, RolloutOptions):
-    from_run: Path
-    teacher: str = "base"  # base | a model spec or run folder with the same tokenizer
-    teacher_precision: str = "same"  # same | full (a separate full-precision copy of the base for a 4-bit student)
-    method: str = "distill"  # distill | sft-self (supervised on the student's own samples: the baseline)
-    divergence: str = "full"  # full (full-vocabulary reverse KL) | sampled (per-token estimator, policy gradient)
-    prompts: str = "format"  # a built-in set (BUILTIN_PROMPTS) or a JSONL file
-    keep_mix: float = 0.5
-    keep_with: str = "sft"  # sft: supervised loss on the sft run's Q/A pairs | distill: on-policy from the sft snapshot
-    keep_prompts: Path | None = None  # default: the sft run's knowledge_prompts.jsonl
-    keep_examples_per_step: int = 8
-    samples_per_prompt: int = 2
-    top_k: int = 0  # rollouts from the k likeliest tokens; 0: the whole distribution; 1: greedy (reproducible)
-    prompts_per_step: int = 4  # over all processes
-    max_new_tokens: int = 128
-    steps: int = 30
-    lr: float = 1e-3
-    quant: str = "auto"
-    eval_every: int = 0
-
-    def __post_init__(self):
-        RunOptions.__post_init__(self)
-        EvalOptions.__post_init__(self)
-        RolloutOptions.__post_init__(self)
-        self.from_run = Path(self.from_run)
-        if self.method not in METHODS:
-            raise BadInputError(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")
-        if self.divergence not in DIVERGENCES:
-            raise BadInputError(f"--divergence {self.divergence!r}: choose one of {', '.join(DIVERGENCES)}")
-        if self.method == "sft-self":  # it trains on the sampled tokens themselves; record what runs
-            self.divergence = "sampled"
-        if self.keep_with not in KEEP_WITH:
-            raise BadInputError(f"--keep-with {self.keep_with!r}: choose one of {', '.join(KEEP_WITH)}")
-        if self.teacher_precision not in ("same", "full"):
-            raise BadInputError(f"--teacher-precision {self.teacher_precision!r}: choose same or full")
-        for name in ("samples_per_prompt", "prompts_per_step", "max_new_tokens", "steps", "keep_examples_per_step"):
-            if getattr(self, name) <= 0:
-                raise BadInputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise BadInputError(f"--lr must be positive, got {self.lr}")
-        if self.top_k < 0:
-            raise BadInputError(f"--top-k must be 0 (the whole distribution) or positive, got {self.top_k}")
-        if not 0.0 <= self.keep_mix < 1.0:
-            raise BadInputError(f"--keep-mix is the fraction of each batch drawn from the documents, in [0, 1); got {self.keep_mix}")
-        if self.eval_every < 0:
-            raise BadInputError(f"--eval-every must be 0 (off) or positive, got {self.eval_every}")
 
 
 # ---------------------------------------------------------------- prompts
@@ -202,178 +170,161 @@ def check_trained_adapter(peft_model, run_dir: Path) -> None:
 # ---------------------------------------------------------------- trainer
 
 
-def _trainer_class():
-    import torch
-    from trl import DistillationTrainer
-    from trl.trainer.distillation_trainer import _chunked_divergence_loss
-    from trl.trainer.utils import RepeatSampler
+class OnPolicyDistillationTrainer(EvalModeRollouts, DistillationTrainer):
+    """TRL's DistillationTrainer with several samples per prompt, one teacher per prompt kind, the sampled-token
+    reverse-KL policy gradient or the full-vocabulary reverse KL, the supervised anchor on the sft run's Q/A pairs,
+    and the self-SFT baseline. TRL's generation, batching, logging and checkpoints are kept."""
 
-    from .losses import on_policy_distillation_loss, sampled_reverse_kl, self_sft_loss
-    from .teachers import (
-        EvalModeRollouts,
-        causal_lm,
-        completion_hidden_states,
-        completion_logps,
-        shared_prefix_completion_logps,
-    )
+    def __init__(self, *args, teachers, method, divergence, samples_per_prompt, keep_mix, anchor, autocast, **kwargs):
+        self.teachers = teachers
+        self.keep_mix = keep_mix
+        self.anchor = anchor  # per-step supervised batches of the sft run's Q/A pairs, or None
+        self.method = method
+        self.divergence = divergence
+        self.samples_per_prompt = samples_per_prompt
+        self.autocast = autocast
+        super().__init__(*args, teacher_model=None, **kwargs)
 
-    class OnPolicyDistillationTrainer(EvalModeRollouts, DistillationTrainer):
-        """TRL's DistillationTrainer with several samples per prompt, one teacher per prompt kind, the
-        sampled-token reverse-KL policy gradient (or TRL's full-vocabulary divergence) and a self-SFT baseline.
-        """
+    def _get_train_sampler(self, dataset=None):
+        dataset = dataset if dataset is not None else self.train_dataset
+        generation_batch = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+        return RepeatSampler(
+            data_source=dataset,
+            mini_repeat_count=self.samples_per_prompt,
+            batch_size=generation_batch // self.samples_per_prompt,
+            repeat_count=self.args.gradient_accumulation_steps,
+            shuffle=False,
+            seed=self.args.seed,
+        )
 
-        def __init__(self, *args, teachers, method, divergence, samples_per_prompt, keep_mix, anchor, autocast, **kwargs):
-            self.teachers = teachers
-            self.keep_mix = keep_mix
-            self.anchor = anchor  # per-step supervised batches of the sft run's Q/A pairs, or None
-            self.method = method
-            self.divergence = divergence
-            self.samples_per_prompt = samples_per_prompt
-            self.autocast = autocast
-            super().__init__(*args, teacher_model=None, **kwargs)
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        kinds = [x.get("kind", "general") for x in inputs]
+        device = output["completion_ids"].device
+        teacher_logps = torch.zeros(output["completion_ids"].shape, dtype=torch.float32, device=device)
+        is_keep = torch.tensor([k == "keep" for k in kinds], device=device)
+        if self.divergence == "sampled":  # the full divergence scores the teacher inside the loss instead
+            for kind, teacher in self.teachers.items():
+                rows = [i for i, k in enumerate(kinds) if k == kind]
+                if rows:
+                    with teacher.scoring() as model:
+                        teacher_logps[rows] = shared_prefix_completion_logps(
+                            model, output["prompt_ids"][rows], output["prompt_mask"][rows],
+                            output["completion_ids"][rows], output["completion_mask"][rows], self.autocast())
+        output["teacher_logps"] = teacher_logps
+        output["is_keep"] = is_keep
+        # The step's token count per kind over all processes, as scalars (TRL shuffles and splits the batch's
+        # rows, and passes scalars through). Counted here, outside the DDP-wrapped forward where a collective
+        # could hang.
+        mask = output["completion_mask"].float()
+        local = torch.stack([(mask * is_keep.unsqueeze(-1)).sum(), (mask * (~is_keep).unsqueeze(-1)).sum()])
+        output["keep_tokens"], output["general_tokens"] = self.accelerator.gather(local.unsqueeze(0)).sum(0).unbind()
+        return output
 
-        def _get_train_sampler(self, dataset=None):
-            dataset = dataset if dataset is not None else self.train_dataset
-            generation_batch = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
-            return RepeatSampler(
-                data_source=dataset,
-                mini_repeat_count=self.samples_per_prompt,
-                batch_size=generation_batch // self.samples_per_prompt,
-                repeat_count=self.args.gradient_accumulation_steps,
-                shuffle=False,
-                seed=self.args.seed,
-            )
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        self._reduce_logged_sums()
+        return result
 
+    def _compute_loss(self, unwrapped_student, inputs, num_items_in_batch):
+        """The step's loss: the distillation loss (one per divergence), mixed with the supervised anchor."""
+        input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        # Each process divides by its share of the step's tokens: DDP averages the processes' gradients, so
+        # N processes give exactly the gradient one process gives on the whole step.
+        shares = [(kind, share, rows, tokens / self.accelerator.num_processes) for kind, share, rows, tokens
+                  in kind_shares(inputs["is_keep"], self.keep_mix, (inputs["keep_tokens"], inputs["general_tokens"]))]
+        loss_of = self._full_divergence_loss if self.divergence == "full" else self._sampled_token_loss
+        loss, entropy_sum, valid = loss_of(unwrapped_student, shares, input_ids, attention_mask, inputs)
+        if self.anchor is not None:
+            loss = (1.0 - self.keep_mix) * loss + self.keep_mix * self._anchor_loss(unwrapped_student)
+        return loss, entropy_sum, valid
 
-        def _generate_and_score_completions(self, inputs):
-            output = super()._generate_and_score_completions(inputs)
-            kinds = [x.get("kind", "general") for x in inputs]
-            device = output["completion_ids"].device
-            teacher_logps = torch.zeros(output["completion_ids"].shape, dtype=torch.float32, device=device)
-            is_keep = torch.tensor([k == "keep" for k in kinds], device=device)
-            if self.divergence == "sampled":  # the full divergence scores the teacher inside the loss instead
-                for kind, teacher in self.teachers.items():
-                    rows = [i for i, k in enumerate(kinds) if k == kind]
-                    if rows:
-                        with teacher.scoring() as model:
-                            teacher_logps[rows] = shared_prefix_completion_logps(
-                                model, output["prompt_ids"][rows], output["prompt_mask"][rows],
-                                output["completion_ids"][rows], output["completion_mask"][rows], self.autocast())
-            output["teacher_logps"] = teacher_logps
-            output["is_keep"] = is_keep
-            # The step's token count per kind over all processes, as scalars (TRL shuffles and splits the batch's
-            # rows, and passes scalars through). Counted here, outside the DDP-wrapped forward where a collective
-            # could hang.
-            mask = output["completion_mask"].float()
-            local = torch.stack([(mask * is_keep.unsqueeze(-1)).sum(), (mask * (~is_keep).unsqueeze(-1)).sum()])
-            output["keep_tokens"], output["general_tokens"] = self.accelerator.gather(local.unsqueeze(0)).sum(0).unbind()
-            return output
+    def _sampled_token_loss(self, student, shares, input_ids, attention_mask, inputs):
+        """The per-token estimator as an advantage (or, for `sft-self`, the NLL of the samples), per prompt kind."""
+        mask = inputs["completion_mask"].float()
+        student_logps, entropy = completion_logps(student, input_ids, attention_mask, inputs["completion_ids"].size(1),
+                                                  self.autocast(), with_entropy=True)
+        teacher_logps = inputs["teacher_logps"]
+        loss = 0.0
+        for _, share, rows, normalizer in shares:
+            part = mask * rows.unsqueeze(-1)
+            if self.method == "sft-self":
+                loss = loss + share * self_sft_loss(student_logps, part, normalizer)
+            else:
+                loss = loss + share * on_policy_distillation_loss(student_logps, student_logps.detach(), teacher_logps, part, normalizer)
+        kl = sampled_reverse_kl(student_logps.detach(), teacher_logps)
+        is_keep = inputs["is_keep"].unsqueeze(-1)
+        self._add_logged_sums({key: ((values * weight).sum(), weight.sum()) for key, (values, weight) in {
+            "reverse_kl": (kl, mask), "logp/student": (student_logps.detach(), mask), "logp/teacher": (teacher_logps, mask),
+            "reverse_kl/keep": (kl, mask * is_keep), "reverse_kl/general": (kl, mask * ~is_keep),
+        }.items()})
+        return loss, (entropy * mask).sum(), mask.sum()
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            self._reduce_logged_sums()
-            return result
+    def _full_divergence_loss(self, student, shares, input_ids, attention_mask, inputs):
+        """The full-vocabulary reverse KL to each kind's teacher, from both models' final hidden states."""
+        length = inputs["completion_ids"].size(1)
+        student_hidden = completion_hidden_states(student, input_ids, attention_mask, length, self.autocast())
+        head = causal_lm(student).get_output_embeddings()
+        loss = entropy_sum = valid = 0
+        logged = {}
+        for kind, share, selected, normalizer in shares:
+            rows = selected.nonzero().flatten().tolist()
+            if not rows:  # this kind's prompts all went to other processes
+                continue
+            with self.teachers[kind].scoring() as teacher:
+                teacher_hidden = completion_hidden_states(teacher, input_ids[rows], attention_mask[rows], length, self.autocast())
+                teacher_head = causal_lm(teacher).get_output_embeddings()
+            part, part_entropy, part_valid = chunked_reverse_kl(
+                student_hidden[rows].float(), teacher_hidden.float(), head.weight.float(), teacher_head.weight.float(),
+                inputs["completion_mask"][rows], normalizer,
+            )  # this process's sum over the kind's tokens / its share of the step's
+            loss, entropy_sum, valid = loss + share * part, entropy_sum + part_entropy, valid + part_valid
+            logged[f"reverse_kl/{kind}"] = (part.detach() * normalizer, part_valid)
+        sums = [logged[key] for key in ("reverse_kl/keep", "reverse_kl/general") if key in logged]
+        if sums:
+            logged["reverse_kl"] = (sum(total for total, _ in sums), sum(count for _, count in sums))
+        self._add_logged_sums(logged)
+        return loss, entropy_sum, valid
 
-        def _compute_loss(self, unwrapped_student, inputs, num_items_in_batch):
-            input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
-            attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-            mask = inputs["completion_mask"].float()
-            length = inputs["completion_ids"].size(1)
-            # Each process divides by its share of the step's tokens: DDP averages the processes' gradients, so
-            # N processes give exactly the gradient one process gives on the whole step.
-            shares = [(kind, share, rows, tokens / self.accelerator.num_processes)
-                      for kind, share, rows, tokens in kind_shares(inputs["is_keep"], self.keep_mix, (inputs["keep_tokens"], inputs["general_tokens"]))]
-            if self.divergence == "full":
-                loss, entropy_sum, valid = self._full_divergence_loss(unwrapped_student, shares, input_ids, attention_mask, length, inputs)
-                if self.anchor is not None:
-                    loss = (1.0 - self.keep_mix) * loss + self.keep_mix * self._anchor_loss(unwrapped_student)
-                return loss, entropy_sum, valid
+    def _anchor_loss(self, student):
+        """Token-mean NLL of this step's sft Q/A answers (teacher-forced: no sampling needed). Every process
+        takes the same batch, so the averaged gradient is the one-process gradient."""
+        batch = self.anchor[min(self.state.global_step, len(self.anchor) - 1)]
+        width = max(len(e["input_ids"]) for e in batch)
+        pad = self.processing_class.pad_token_id
+        ids = torch.tensor([e["input_ids"] + [pad] * (width - len(e["input_ids"])) for e in batch])
+        attention = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in batch])
+        targets = torch.tensor([e["assistant_masks"] + [0] * (width - len(e["input_ids"])) for e in batch])
+        ids, attention, targets = (t.to(self.accelerator.device) for t in (ids, attention, targets))
+        logps, _ = completion_logps(student, ids, attention, width - 1, self.autocast())
+        nll = self_sft_loss(logps, targets[:, 1:].float(), targets[:, 1:].float().sum().clamp(min=1.0))
+        self._metrics["train"]["keep/nll"].append(nll.item())
+        return nll
 
-            student_logps, entropy = completion_logps(unwrapped_student, input_ids, attention_mask, length, self.autocast(), with_entropy=True)
-            teacher_logps = inputs["teacher_logps"]
-            loss = 0.0
-            for _, share, rows, normalizer in shares:
-                part = mask * rows.unsqueeze(-1)
-                if self.method == "sft-self":
-                    loss = loss + share * self_sft_loss(student_logps, part, normalizer)
-                else:
-                    loss = loss + share * on_policy_distillation_loss(student_logps, student_logps.detach(), teacher_logps, part, normalizer)
-            kl = sampled_reverse_kl(student_logps.detach(), teacher_logps)
-            is_keep = inputs["is_keep"].unsqueeze(-1)
-            self._add_logged_sums({key: ((values * weight).sum(), weight.sum()) for key, (values, weight) in {
-                "reverse_kl": (kl, mask), "logp/student": (student_logps.detach(), mask), "logp/teacher": (teacher_logps, mask),
-                "reverse_kl/keep": (kl, mask * is_keep), "reverse_kl/general": (kl, mask * ~is_keep),
-            }.items()})
-            if self.anchor is not None:
-                loss = (1.0 - self.keep_mix) * loss + self.keep_mix * self._anchor_loss(unwrapped_student)
-            return loss, (entropy * mask).sum(), mask.sum()
+    def _add_logged_sums(self, sums: dict):
+        """Keep this micro-batch's (sum, count) per metric (absent: none); `_reduce_logged_sums` adds them over
+        processes."""
+        self._logged_sums = {key: tuple(float(v) for v in sums.get(key, (0.0, 0.0))) for key in LOGGED_KEYS}
 
-        def _anchor_loss(self, student):
-            """Token-mean NLL of this step's sft Q/A answers (teacher-forced: no sampling needed). Every process
-            takes the same batch, so the averaged gradient is the one-process gradient."""
-            batch = self.anchor[min(self.state.global_step, len(self.anchor) - 1)]
-            width = max(len(e["input_ids"]) for e in batch)
-            pad = self.processing_class.pad_token_id
-            ids = torch.tensor([e["input_ids"] + [pad] * (width - len(e["input_ids"])) for e in batch])
-            attention = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in batch])
-            targets = torch.tensor([e["assistant_masks"] + [0] * (width - len(e["input_ids"])) for e in batch])
-            ids, attention, targets = (t.to(self.accelerator.device) for t in (ids, attention, targets))
-            logps, _ = completion_logps(student, ids, attention, width - 1, self.autocast())
-            nll = self_sft_loss(logps, targets[:, 1:].float(), targets[:, 1:].float().sum().clamp(min=1.0))
-            self._metrics["train"]["keep/nll"].append(nll.item())
-            return nll
-
-        def _full_divergence_loss(self, student, shares, input_ids, attention_mask, length, inputs):
-            student_hidden = completion_hidden_states(student, input_ids, attention_mask, length, self.autocast())
-            head = causal_lm(student).get_output_embeddings()
-            loss = entropy_sum = valid = 0
-            logged = {}
-            for kind, share, selected, normalizer in shares:
-                rows = selected.nonzero().flatten().tolist()
-                if not rows:  # this kind's prompts all went to other processes
-                    continue
-                with self.teachers[kind].scoring() as teacher:
-                    teacher_hidden = completion_hidden_states(teacher, input_ids[rows], attention_mask[rows], length, self.autocast())
-                    teacher_head = causal_lm(teacher).get_output_embeddings()
-                part, part_entropy, part_valid = _chunked_divergence_loss(
-                    student_hidden[rows].float(), teacher_hidden.float(), head.weight.float(), teacher_head.weight.float(),
-                    inputs["completion_mask"][rows], beta=1.0, num_items_in_batch=normalizer,
-                )  # this process's sum over the kind's tokens / its share of the step's
-                loss, entropy_sum, valid = loss + share * part, entropy_sum + part_entropy, valid + part_valid
-                logged[f"reverse_kl/{kind}"] = (part.detach() * normalizer, part_valid)
-            sums = [logged[key] for key in ("reverse_kl/keep", "reverse_kl/general") if key in logged]
-            if sums:
-                logged["reverse_kl"] = (sum(total for total, _ in sums), sum(count for _, count in sums))
-            self._add_logged_sums(logged)
-            return loss, entropy_sum, valid
-
-        def _add_logged_sums(self, sums: dict):
-            """Keep this micro-batch's (sum, count) per metric (absent: none); `_reduce_logged_sums` adds them over
-            processes."""
-            self._logged_sums = {key: tuple(float(v) for v in sums.get(key, (0.0, 0.0))) for key in LOGGED_KEYS}
-
-        def _reduce_logged_sums(self):
-            sums = getattr(self, "_logged_sums", None)
-            if not sums:
-                return
-            local = torch.tensor([sums[key] for key in LOGGED_KEYS], dtype=torch.float64, device=self.accelerator.device)
-            total = self.accelerator.gather(local.unsqueeze(0)).sum(0)
-            for key, (value, count) in zip(LOGGED_KEYS, total.tolist(), strict=True):
-                if count > 0:
-                    self._metrics["train"][key].append(value / count)
-            self._logged_sums = {}
-
-    return OnPolicyDistillationTrainer
+    def _reduce_logged_sums(self):
+        sums = getattr(self, "_logged_sums", None)
+        if not sums:
+            return
+        local = torch.tensor([sums[key] for key in LOGGED_KEYS], dtype=torch.float64, device=self.accelerator.device)
+        total = self.accelerator.gather(local.unsqueeze(0)).sum(0)
+        for key, (value, count) in zip(LOGGED_KEYS, total.tolist(), strict=True):
+            if count > 0:
+                self._metrics["train"][key].append(value / count)
+        self._logged_sums = {}
 
 
-# ---------------------------------------------------------------- pipeline
+# ---------------------------------------------------------------- the verb
 
 
-
-def _load_teachers(config: RecoverConfig, loaded, keep: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    from .model import load_model, resolve_model
-    from .teachers import AdapterOffTeacher, ModelTeacher, SnapshotTeacher
-
+def load_teachers(config: RecoverConfig, loaded: LoadedModel, keep: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The teacher of each prompt kind: the base (by default the student's own weights, adapter off) for general
+    prompts, and the frozen sft snapshot for the document prompts when they are distilled."""
     if config.teacher == "base":
         if config.teacher_precision == "full" and loaded.precision.quant != "none":
             copy = load_model(loaded.resolved.base, quant="none")
@@ -398,163 +349,107 @@ def _load_teachers(config: RecoverConfig, loaded, keep: bool) -> tuple[dict[str,
 
 
 def run_recover(config: RecoverConfig) -> dict[str, Any]:
-    env.require_supported_trl()
-    from datasets import Dataset
-    from trl import DistillationConfig
-
-    from .evaluate import EvalConfig, check_eval_data, run_eval
-    from .model import LoadedModel, load_model, resolve_model
-    from .plots import plot_curves
-    from .runs import RUN_RECORD, Run, read_run_record
-    from .training import (
-        PeriodicEval,
-        RunLogger,
-        common_trainer_kwargs,
-        config_record,
-        cost_summary,
-        mean_or_none,
-        train,
-    )
-
-    started = time.perf_counter()
-    rollouts_per_process = per_process_share(config.prompts_per_step * config.samples_per_prompt,
-                                             "--prompts-per-step x --samples-per-prompt")
-    parent = resolve_model(str(config.from_run))
-    if parent.kind != "run":
-        raise BadInputError(f"--from {config.from_run}: pass a run folder made by `rlsd sft` (runs/<name>)")
-    parent_record = read_run_record(parent.run_dir)
-    eval_qa = config.eval_qa or (parent_record.get("config") or {}).get("eval_qa")
-    if not config.eval_qa and eval_qa and not Path(eval_qa).exists():  # older sft runs kept the path as typed
-        raise BadInputError(f"{parent.run_dir / RUN_RECORD}: the sft run's --eval-qa {eval_qa} is not found from "
-                            f"{Path.cwd()}; pass --eval-qa FILE, or run from the folder the sft run ran in")
-    eval_configs = {}
-    if eval_qa:
-        eval_configs["qa"] = EvalConfig(suite="qa", model=str(parent.run_dir), data=Path(eval_qa), quant=config.quant)
-    for suite in config.eval:
-        eval_configs[suite] = EvalConfig(suite=suite, model=str(parent.run_dir), data=config.eval_data, limit=config.eval_limit,
-                                         max_new_tokens=config.eval_max_new_tokens, quant=config.quant)
-    check_eval_data(eval_configs.values())  # before the model loads and the run folder exists
-    general, general_source = general_prompts(config.prompts)
-    distill_keep = config.keep_mix > 0 and config.keep_with == "distill"
-    keep = knowledge_prompts(parent.run_dir, config.keep_prompts) if distill_keep else []
-    anchor_pairs = knowledge_conversations(parent.run_dir, config.keep_prompts) if config.keep_mix > 0 and not distill_keep else []
-
-    loaded = load_model(str(parent.run_dir), quant=config.quant, trainable=True)
-    check_trained_adapter(loaded.model, parent.run_dir)
-    anchor = None
-    if anchor_pairs:
-        from .chat_format import chat_example
-
-        examples = [e for e in (chat_example(loaded.tokenizer, m, 256, "keep") for m in anchor_pairs) if e]
-        anchor = anchor_batches(examples, config.keep_examples_per_step, config.steps, config.seed)
-    if keep:
-        loaded.model.load_adapter(str(parent.adapter_path), adapter_name=SNAPSHOT_ADAPTER, is_trainable=False)
-        loaded.model.set_adapter("default")
-    teachers, teacher_info = _load_teachers(config, loaded, bool(keep))
-
-    run = Run.create(
-        "recover",
-        name=config.name,
-        root=config.runs_dir,
-        force=config.force,
-        resume=config.resume,
-        record={"base_model": loaded.record(), "config": config_record(config), "parent": str(parent.run_dir.resolve()),
-                "teachers": teacher_info},
-    )
-    say(f"run folder: {run.path}")
-
-    base_view = LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, resolved=resolve_model(parent.base), precision=loaded.precision)
-    before, base = {}, {}
-    for suite, eval_config in eval_configs.items():
-        before[suite] = run_eval(eval_config, loaded=loaded)["metrics"]
-        with loaded.model.disable_adapter():
-            base[suite] = run_eval(EvalConfig(**{**asdict(eval_config), "model": parent.base}), loaded=base_view)["metrics"]
-
-    if config.eval_every and before:
-        run.log_metrics(0, **_eval_row(before))
-
-    rows = step_prompts(general, keep, config.steps, config.prompts_per_step, config.keep_mix, config.seed)
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "kind": r["kind"]} for r in rows])
-    args = DistillationConfig(
-        **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every, checkpointing=True),
-        per_device_train_batch_size=rollouts_per_process,
-        **config.generation_kwargs(),
-        gradient_accumulation_steps=1,
-        learning_rate=config.lr,
-        max_steps=config.steps,
-        lr_scheduler_type="constant",
-        weight_decay=0.0,
-        max_completion_length=config.max_new_tokens,
-        temperature=1.0,
-        top_k=config.top_k,
-        top_p=1.0,
-        beta=1.0,
-        disable_dropout=True,  # the policy that samples must be the policy that is scored
-        shuffle_dataset=False,
-        remove_unused_columns=False,
-    )
-    args.include_num_input_tokens_seen = "no"  # TRL counts prompt and sampled tokens itself
-    callbacks = [RunLogger(run, "recover", show=("reverse_kl",))]
-    if config.eval_every and eval_configs:
-        callbacks.append(PeriodicEval(config.eval_every, eval_configs, loaded, run))
-    trainer = _trainer_class()(
-        model=loaded.model, args=args, train_dataset=dataset, processing_class=loaded.tokenizer, callbacks=callbacks,
-        teachers=teachers, method=config.method, divergence=config.divergence,
-        samples_per_prompt=config.samples_per_prompt, keep_mix=config.keep_mix if (keep or anchor) else 0.0, anchor=anchor,
-        autocast=loaded.autocast,
-    )
-    if anchor:
-        keeping = f"{config.keep_examples_per_step} sft Q/A pairs per step with their supervised loss ({config.keep_mix:.0%} of the loss)"
-    elif keep:
-        keeping = f"{round(config.prompts_per_step * config.keep_mix)} prompts per step from the documents, taught by the sft snapshot"
-    else:
-        keeping = "nothing kept from the documents (--keep-mix 0)"
-    say(f"recover: {config.steps} steps of {config.prompts_per_step} prompts x {config.samples_per_prompt} samples; "
-        f"{keeping}; teacher: {teacher_info['general']}")
-    train_started = time.perf_counter()
-    train(trainer, run, config.resume)
-    train_seconds = time.perf_counter() - train_started
-    if keep:
-        loaded.model.delete_adapter(SNAPSHOT_ADAPTER)
-    run.save_adapter(loaded.model)
-
-    after = {}
-    run_view = LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, resolved=resolve_model(str(run.path)), precision=loaded.precision)
-    for suite, eval_config in eval_configs.items():
-        eval_config.model = str(run.path)
-        after[suite] = run_eval(eval_config, loaded=run_view)["metrics"]
-
-    if config.eval_every and after:
-        run.log_metrics(trainer.state.global_step, **_eval_row(after))
-
-    metrics = run.metrics()
-    steps = [m for m in metrics if "reverse_kl" in m]
-    curve = plot_curves(metrics, ["reverse_kl/general", "reverse_kl/keep"], run.path / "reverse_kl.png",
-                        f"recover {run.name}: per-token reverse KL to the teacher")
-    summary = {
-        "verb": "recover",
-        "run": str(run.path),
-        "parent": str(parent.run_dir),
-        "method": config.method,
-        "divergence": config.divergence,
-        "teachers": teacher_info,
-        "general_prompts": general_source,
-        "knowledge_prompts": len(keep) or len(anchor_pairs),
-        "keep_with": (config.keep_with if config.keep_mix > 0 else None),
-        **cost_summary(trainer.state.global_step, train_seconds, started),
-        "reverse_kl_first": mean_or_none([m["reverse_kl"] for m in steps[:3]]),
-        "reverse_kl_last": mean_or_none([m["reverse_kl"] for m in steps[-3:]]),
-        "mean_length_first": mean_or_none([m.get("completions/mean_length") for m in steps[:3]]),
-        "mean_length_last": mean_or_none([m.get("completions/mean_length") for m in steps[-3:]]),
-        "kl_curve": str(curve) if curve else None,
-        "eval_base": base,
-        "eval_before": before,
-        "eval_after": after,
-    }
-    run.write_summary(summary)
-    return summary
+    return run_recipe(RecoverRecipe(config))
 
 
+class RecoverRecipe(TrainingRecipe):
+    verb = "recover"
+    reports_base = True
 
-def _eval_row(scores: dict[str, dict[str, Any]]) -> dict[str, float]:
-    return {f"eval/{suite}/{k}": v for suite, metrics in scores.items() for k, v in metrics.items() if isinstance(v, (int, float))}
+    def prepare(self) -> None:
+        config = self.config
+        self.rollouts_per_process = per_process_share(config.prompts_per_step * config.samples_per_prompt,
+                                                      "--prompts-per-step x --samples-per-prompt")
+        self.parent = resolve_model(str(config.from_run))
+        if self.parent.kind != "run":
+            raise BadInputError(f"--from {config.from_run}: pass a run folder made by `rlsd sft` (runs/<name>)")
+        self.general, self.general_source = general_prompts(config.prompts)
+        self.distill_keep = config.keep_mix > 0 and config.keep_with == "distill"
+        self.keep = knowledge_prompts(self.parent.run_dir, config.keep_prompts) if self.distill_keep else []
+        self.anchor_pairs = (knowledge_conversations(self.parent.run_dir, config.keep_prompts)
+                             if config.keep_mix > 0 and not self.distill_keep else [])
+
+    def eval_configs(self) -> dict[str, EvalConfig]:
+        config, parent = self.config, self.parent
+        eval_qa = config.eval_qa or (self.parent.run_record.get("config") or {}).get("eval_qa")
+        if not config.eval_qa and eval_qa and not Path(eval_qa).exists():  # older sft runs kept the path as typed
+            raise BadInputError(f"{parent.run_dir / RUN_RECORD}: the sft run's --eval-qa {eval_qa} is not found from "
+                                f"{Path.cwd()}; pass --eval-qa FILE, or run from the folder the sft run ran in")
+        out = {}
+        if eval_qa:
+            out["qa"] = EvalConfig(suite="qa", model=str(parent.run_dir), data=Path(eval_qa), quant=config.quant)
+        for suite in config.eval:
+            out[suite] = EvalConfig(suite=suite, model=str(parent.run_dir), data=config.eval_data, limit=config.eval_limit,
+                                    max_new_tokens=config.eval_max_new_tokens, quant=config.quant)
+        return out
+
+    def load(self) -> LoadedModel:
+        config, parent = self.config, self.parent
+        loaded = load_model(str(parent.run_dir), quant=config.quant, trainable=True)
+        check_trained_adapter(loaded.model, parent.run_dir)
+        self.anchor = None
+        if self.anchor_pairs:
+            examples = [e for e in (chat_example(loaded.tokenizer, m, 256, "keep") for m in self.anchor_pairs) if e]
+            self.anchor = anchor_batches(examples, config.keep_examples_per_step, config.steps, config.seed)
+        if self.keep:
+            loaded.model.load_adapter(str(parent.adapter_path), adapter_name=SNAPSHOT_ADAPTER, is_trainable=False)
+            loaded.model.set_adapter("default")
+        self.teachers, self.teacher_info = load_teachers(config, loaded, bool(self.keep))
+        return loaded
+
+    def record(self, loaded: LoadedModel) -> dict[str, Any]:
+        return {"parent": str(self.parent.run_dir.resolve()), "teachers": self.teacher_info}
+
+    def build_trainer(self, loaded: LoadedModel, run: Run, callbacks: list):
+        config = self.config
+        rows = step_prompts(self.general, self.keep, config.steps, config.prompts_per_step, config.keep_mix, config.seed)
+        args = DistillationConfig(
+            **on_policy_trainer_kwargs(config, loaded, run, self.rollouts_per_process),
+            temperature=1.0,
+            top_k=config.top_k,
+            beta=1.0,
+            shuffle_dataset=False,
+        )
+        args.include_num_input_tokens_seen = "no"  # TRL counts prompt and sampled tokens itself
+        return OnPolicyDistillationTrainer(
+            model=loaded.model, args=args, train_dataset=Dataset.from_list(rows), processing_class=loaded.tokenizer,
+            callbacks=[RunLogger(run, "recover", show=("reverse_kl",)), *callbacks],
+            teachers=self.teachers, method=config.method, divergence=config.divergence,
+            samples_per_prompt=config.samples_per_prompt, keep_mix=config.keep_mix if (self.keep or self.anchor) else 0.0,
+            anchor=self.anchor, autocast=loaded.autocast,
+        )
+
+    def describe(self, trainer) -> str:
+        config = self.config
+        if self.anchor:
+            keeping = f"{config.keep_examples_per_step} sft Q/A pairs per step with their supervised loss ({config.keep_mix:.0%} of the loss)"
+        elif self.keep:
+            keeping = f"{round(config.prompts_per_step * config.keep_mix)} prompts per step from the documents, taught by the sft snapshot"
+        else:
+            keeping = "nothing kept from the documents (--keep-mix 0)"
+        return (f"recover: {config.steps} steps of {config.prompts_per_step} prompts x {config.samples_per_prompt} samples; "
+                f"{keeping}; teacher: {self.teacher_info['general']}")
+
+    def finish(self, loaded: LoadedModel) -> None:
+        if self.keep:
+            loaded.model.delete_adapter(SNAPSHOT_ADAPTER)
+
+    def summary(self, trainer, run: Run, train_seconds: float) -> dict[str, Any]:
+        config, metrics = self.config, run.metrics()
+        steps = [m for m in metrics if "reverse_kl" in m]
+        curve = plot_curves(metrics, ["reverse_kl/general", "reverse_kl/keep"], run.path / "reverse_kl.png",
+                            f"recover {run.name}: per-token reverse KL to the teacher")
+        return {
+            "parent": str(self.parent.run_dir),
+            "method": config.method,
+            "divergence": config.divergence,
+            "teachers": self.teacher_info,
+            "general_prompts": self.general_source,
+            "knowledge_prompts": len(self.keep) or len(self.anchor_pairs),
+            "keep_with": config.keep_with if config.keep_mix > 0 else None,
+            "reverse_kl_first": mean_or_none([m["reverse_kl"] for m in steps[:3]]),
+            "reverse_kl_last": mean_or_none([m["reverse_kl"] for m in steps[-3:]]),
+            "mean_length_first": mean_or_none([m.get("completions/mean_length") for m in steps[:3]]),
+            "mean_length_last": mean_or_none([m.get("completions/mean_length") for m in steps[-3:]]),
+            "kl_curve": str(curve) if curve else None,
+        }

@@ -12,64 +12,30 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from . import env
+import torch
+from datasets import Dataset
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from trl import SFTConfig as TRLSFTConfig
+from trl import SFTTrainer
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
 from .augment import QAPair, model_pairs, rule_based_pairs
 from .chat_format import chat_example
-from .console import say
+from .configs import SFTConfig
 from .distributed import is_main_process
 from .errors import BadInputError
+from .evaluate import EvalConfig
 from .fsutil import atomic_write_text
 from .ingest import Corpus, read_corpus
-from .model import DEFAULT_MODEL, LoraSettings
-from .options import EvalOptions, RunOptions
-
-
-@dataclass
-class SFTConfig(RunOptions, EvalOptions):
-    docs: Path
-    model: str = DEFAULT_MODEL
-    quant: str = "auto"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lr: float = 2e-3
-    epochs: float = 6.0
-    max_steps: int = -1  # > 0 overrides epochs
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_length: int = 256
-    chunk_overlap: int = 32
-    mix: float = 0.3
-    chat_data: Path | None = None
-    augment: bool = True
-    augment_model: str | None = None
-    replay_max_new_tokens: int = 128
-    strict: bool = False
-    dry_run: bool = False
-
-    def __post_init__(self):
-        RunOptions.__post_init__(self)
-        EvalOptions.__post_init__(self)
-        self.docs = Path(self.docs)
-        for name in ("lora_r", "batch_size", "grad_accum", "max_length"):
-            if getattr(self, name) <= 0:
-                raise BadInputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise BadInputError(f"--lr must be positive, got {self.lr}")
-        if self.max_steps <= 0 and self.epochs <= 0:
-            raise BadInputError("--epochs must be positive (or pass --max-steps)")
-        if not 0.0 <= self.mix < 1.0:
-            raise BadInputError(f"--mix is the fraction of general chat examples, in [0, 1); got {self.mix}")
-        if not 0 <= self.chunk_overlap < self.max_length // 2:
-            raise BadInputError(f"--chunk-overlap must be in [0, max_length/2), got {self.chunk_overlap}")
-        if self.max_length < 32:
-            raise BadInputError(f"--max-length must be at least 32 tokens, got {self.max_length}")
-
+from .losses import target_token_nll
+from .model import LoadedModel, LoraSettings, load_model, load_tokenizer, resolve_model, weights_hash
+from .plots import plot_curve
+from .replay import read_chat_data, replay_conversations
+from .runs import Run
+from .training import RunLogger, TrainingRecipe, common_trainer_kwargs, config_record, run_recipe
 
 # ---------------------------------------------------------------- examples
 
@@ -159,154 +125,7 @@ def plan(config: SFTConfig, tokenizer) -> Plan:
     return Plan(corpus, chunks, pairs, data_chats, mix_in_chat(doc_examples, config.mix), source)
 
 
-# ---------------------------------------------------------------- pipeline
-
-
-def run_sft(config: SFTConfig) -> dict[str, Any]:
-    env.require_supported_trl()
-    from .model import load_tokenizer, resolve_model
-
-    resolved = resolve_model(config.model)
-    if resolved.kind == "run":
-        raise BadInputError(f"--model {config.model}: sft starts from a base model; to continue a run use --resume")
-    tokenizer = load_tokenizer(resolved.path)
-    the_plan = plan(config, tokenizer)
-    if config.dry_run:
-        from .training import config_record
-
-        return {"dry_run": True, "model": config.model, "config": config_record(config), **the_plan.describe(seed=config.seed)}
-    return _train(config, the_plan)
-
-
-def _train(config: SFTConfig, the_plan: Plan) -> dict[str, Any]:
-    import torch
-    from datasets import Dataset
-    from trl import SFTConfig as TRLSFTConfig
-
-    from .evaluate import check_eval_data, run_eval
-    from .model import LoadedModel, load_model, resolve_model, weights_hash
-    from .plots import plot_curve
-    from .replay import read_chat_data, replay_conversations
-    from .runs import Run
-    from .training import RunLogger, common_trainer_kwargs, config_record, peak_rss_bytes, train
-
-    started = time.perf_counter()
-    # Inputs are read before the model loads and the run folder exists: a bad file fails in seconds.
-    chat_data = read_chat_data(config.chat_data) if config.chat_data else None
-    eval_configs = _eval_configs(config)
-    check_eval_data(eval_configs.values())
-    lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, seed=config.seed)
-    loaded = load_model(config.model, quant=config.quant, lora=lora, trainable=True)
-    run = Run.create(
-        "sft",
-        name=config.name,
-        root=config.runs_dir,
-        force=config.force,
-        resume=config.resume,
-        record={"base_model": loaded.record(), "config": config_record(config), "parent": None},
-    )
-    say(f"run folder: {run.path}")
-    tokenizer = loaded.tokenizer
-
-    # General chat, as a fraction of the whole.
-    if chat_data is not None:
-        pool_messages, chat_info = chat_data, {"source": str(config.chat_data)}
-    elif the_plan.chat_needed:
-        pool_messages, chat_info = replay_conversations(loaded, weights_hash(loaded.resolved.path), config.replay_max_new_tokens)
-    else:
-        pool_messages, chat_info = [], {"source": None}
-    pool = [e for e in (chat_example(tokenizer, m, config.max_length, "general-chat") for m in pool_messages) if e]
-    chats = sample_chat(pool, the_plan.chat_needed, config.seed)
-
-    extra_pairs: list[QAPair] = []
-    if config.augment_model:
-        writer = loaded if config.augment_model in (config.model, "base") else load_model(config.augment_model, quant=config.quant)
-        chunk_texts = [(c["source"], tokenizer.decode([t for t, m in zip(c["input_ids"], c["assistant_masks"], strict=True) if m], skip_special_tokens=True)) for c in the_plan.chunks]
-        off = writer.model.disable_adapter() if writer is loaded else contextlib.nullcontext()
-        with off:
-            extra_pairs, model_info = model_pairs(writer, chunk_texts)
-        chat_info["augment_model"] = model_info
-
-    # `recover` distills these questions from a snapshot of this run's adapter to keep what it learned.
-    if is_main_process():
-        atomic_write_text(run.path / "knowledge_prompts.jsonl", "".join(
-            json.dumps({"prompt": p.question, "answer": p.answer, "kind": p.kind, "source": p.source}) + "\n"
-            for p in the_plan.qa_pairs + extra_pairs))
-    qa_examples = [chat_example(tokenizer, p.messages(), config.max_length, f"qa-{p.kind}", p.source) for p in the_plan.qa_pairs + extra_pairs]
-    examples = the_plan.chunks + [e for e in qa_examples if e] + the_plan.data_chats + chats
-    rng = random.Random(config.seed)
-    rng.shuffle(examples)
-    counts: dict[str, int] = {}
-    for example in examples:
-        key = example["kind"].split("-")[0] if example["kind"].startswith("qa") else example["kind"]
-        counts[key] = counts.get(key, 0) + 1
-    dataset = Dataset.from_list([{"input_ids": e["input_ids"], "assistant_masks": e["assistant_masks"]} for e in examples])
-
-    # Scores before, on the base model (the fresh adapter is switched off; reports are cached per base).
-    base_view = LoadedModel(model=loaded.model, tokenizer=tokenizer, resolved=resolve_model(config.model), precision=loaded.precision)
-    before = {}
-    if eval_configs:
-        with loaded.model.disable_adapter():
-            for suite, eval_config in eval_configs.items():
-                before[suite] = run_eval(eval_config, loaded=base_view)["metrics"]
-
-    args = TRLSFTConfig(
-        **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every),
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.lr,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.03,
-        weight_decay=0.0,
-        max_length=config.max_length,
-        packing=False,
-        train_sampling_strategy="group_by_length",
-        dataset_num_proc=None,
-    )
-    trainer = _trainer_class(target_only_loss=loaded.precision.device == "cpu")(model=loaded.model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                            callbacks=[RunLogger(run, "sft")],
-                            data_collator=PadOrPackCollator(tokenizer.pad_token_id, loaded.model))
-    say(f"sft: {len(examples)} examples ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}), "
-        f"{trainer.state.max_steps or 'computing'} steps")
-    train_started = time.perf_counter()
-    train(trainer, run, config.resume)
-    train_seconds = time.perf_counter() - train_started
-    run.save_adapter(trainer.model)
-
-    after = {}
-    if eval_configs:
-        run_model = LoadedModel(model=trainer.model, tokenizer=tokenizer, resolved=resolve_model(str(run.path)), precision=loaded.precision)
-        for suite, eval_config in eval_configs.items():
-            eval_config.model = str(run.path)
-            after[suite] = run_eval(eval_config, loaded=run_model)["metrics"]
-
-    metrics = run.metrics()
-    curve = plot_curve(metrics, "loss", run.path / "loss.png", f"sft {run.name}: training loss")
-    tokens = int(trainer.state.num_input_tokens_seen or 0)
-    losses = [m["loss"] for m in metrics if "loss" in m]
-    summary = {
-        "verb": "sft",
-        "run": str(run.path),
-        "corpus": the_plan.corpus.summary(),
-        "examples": counts,
-        "general_chat": chat_info,
-        "steps": trainer.state.global_step,
-        "tokens_trained": tokens,
-        "train_seconds": round(train_seconds, 1),
-        "tokens_per_second": round(tokens / train_seconds, 1) if train_seconds > 0 else None,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "peak_rss_bytes": peak_rss_bytes(),
-        "peak_cuda_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
-        "first_loss": losses[0] if losses else None,
-        "final_loss": losses[-1] if losses else None,
-        "loss_curve": str(curve) if curve else None,
-        "eval_before": before,
-        "eval_after": after,
-    }
-    run.write_summary(summary)
-    return summary
+# ---------------------------------------------------------------- trainer
 
 
 class PadOrPackCollator:
@@ -320,8 +139,6 @@ class PadOrPackCollator:
     alike)."""
 
     def __init__(self, pad_token_id: int, model):
-        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
         config = model.config.get_text_config()
         self.token_flops = 2 * model.num_parameters(exclude_embeddings=True)
         self.pair_flops = 4 * config.hidden_size * config.num_hidden_layers
@@ -337,58 +154,162 @@ class PadOrPackCollator:
         return (self.packed if self.packs([len(e["input_ids"]) for e in examples]) else self.padded)(examples)
 
 
-def _trainer_class(target_only_loss: bool):
-    import torch
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-    from trl import SFTTrainer
+class DocumentSFTTrainer(SFTTrainer):
+    """SFTTrainer whose length-grouped order is drawn for the global batch, whose token count sees packed rows, and
+    whose loss on a CPU projects the vocabulary at the target positions only."""
 
-    from .losses import target_token_nll
+    def __init__(self, *args, target_only_loss: bool, **kwargs):
+        self.target_only_loss = target_only_loss
+        super().__init__(*args, **kwargs)
 
-    class DocumentSFTTrainer(SFTTrainer):
-        """SFTTrainer whose length-grouped order is drawn for the global batch (per-device batch x accumulation x
-        processes) rather than one device's, so N processes see the batches one process would (Trainer sizes
-        the groups per device, which reorders the data whenever the process count changes)."""
+    def _get_train_sampler(self, train_dataset=None):
+        """Length groups sized for the global batch (per-device batch x accumulation x processes) rather than one
+        device's, so N processes see the batches one process would (Trainer sizes the groups per device, which
+        reorders the data whenever the process count changes)."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or dataset is None:
+            return super()._get_train_sampler(train_dataset)
+        global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * max(1, self.args.world_size)
+        return LengthGroupedSampler(global_batch, dataset=dataset, lengths=[len(x) for x in dataset["input_ids"]])
 
-        def _get_train_sampler(self, train_dataset=None):
-            dataset = train_dataset if train_dataset is not None else self.train_dataset
-            if self.args.train_sampling_strategy != "group_by_length" or dataset is None:
-                return super()._get_train_sampler(train_dataset)
-            global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * max(1, self.args.world_size)
-            return LengthGroupedSampler(global_batch, dataset=dataset, lengths=[len(x) for x in dataset["input_ids"]])
+    def _track_num_input_tokens(self, inputs):
+        if "attention_mask" not in inputs and "position_ids" in inputs:  # a packed row: every token is real
+            inputs = {**inputs, "attention_mask": torch.ones_like(inputs["input_ids"])}
+        super()._track_num_input_tokens(inputs)
 
-        def _track_num_input_tokens(self, inputs):
-            if "attention_mask" not in inputs and "position_ids" in inputs:  # a packed row: every token is real
-                inputs = {**inputs, "attention_mask": torch.ones_like(inputs["input_ids"])}
-            super()._track_num_input_tokens(inputs)
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            """On a CPU, one forward whose vocabulary projection covers the target positions only
-            (`losses.target_token_nll`). TRL's fused LM head projects the vocabulary in tiles and adds per-token
-            entropy and top-1; that saves memory on a GPU, but on this CPU it measured 1.5x slower than the plain
-            full-logits forward (263 vs 385 tokens/s, SmolLM2-135M + LoRA, batch 8 x 80, bf16 autocast), and
-            memory is not what limits a CPU run. Skipping the prompt positions is cheaper still (benchmarks/)."""
-            if not target_only_loss or return_outputs:
-                return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-            head = self.accelerator.unwrap_model(model).get_output_embeddings()
-            forward = {k: v for k, v in inputs.items() if k != "labels"}
-            # use_cache=False also lets transformers find the examples of a packed row (TRL's own loss sets it too).
-            # logits_to_keep=1: the model's own projection runs on one position; the final hidden state is the loss's input.
-            outputs = model(**forward, use_cache=False, output_hidden_states=True, logits_to_keep=1)
-            loss = target_token_nll(outputs.hidden_states[-1], inputs["labels"], head, num_items_in_batch)
-            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss: DDP averages the gradients
-            return loss
-
-    return DocumentSFTTrainer
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """On a CPU, one forward whose vocabulary projection covers the target positions only
+        (`losses.target_token_nll`). TRL's fused LM head projects the vocabulary in tiles and adds per-token
+        entropy and top-1; that saves memory on a GPU, but on this CPU it measured 1.5x slower than the plain
+        full-logits forward (263 vs 385 tokens/s, SmolLM2-135M + LoRA, batch 8 x 80, bf16 autocast), and
+        memory is not what limits a CPU run. Skipping the prompt positions is cheaper still (benchmarks/)."""
+        if not self.target_only_loss or return_outputs:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        head = self.accelerator.unwrap_model(model).get_output_embeddings()
+        forward = {k: v for k, v in inputs.items() if k != "labels"}
+        # use_cache=False also lets transformers find the examples of a packed row (TRL's own loss sets it too).
+        # logits_to_keep=1: the model's own projection runs on one position; the final hidden state is the loss's input.
+        outputs = model(**forward, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+        loss = target_token_nll(outputs.hidden_states[-1], inputs["labels"], head, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss: DDP averages the gradients
+        return loss
 
 
-def _eval_configs(config: SFTConfig) -> dict[str, Any]:
-    from .evaluate import EvalConfig
+# ---------------------------------------------------------------- the verb
 
-    out = {}
-    if config.eval_qa:
-        out["qa"] = EvalConfig(suite="qa", model=config.model, data=config.eval_qa, quant=config.quant)
-    for suite in config.eval:
-        out[suite] = EvalConfig(suite=suite, model=config.model, data=config.eval_data, limit=config.eval_limit,
-                                max_new_tokens=config.eval_max_new_tokens, quant=config.quant)
-    return out
+
+def run_sft(config: SFTConfig) -> dict[str, Any]:
+    resolved = resolve_model(config.model)
+    if resolved.kind == "run":
+        raise BadInputError(f"--model {config.model}: sft starts from a base model; to continue a run use --resume")
+    the_plan = plan(config, load_tokenizer(resolved.path))
+    if config.dry_run:
+        return {"dry_run": True, "model": config.model, "config": config_record(config), **the_plan.describe(seed=config.seed)}
+    return run_recipe(SFTRecipe(config, the_plan))
+
+
+class SFTRecipe(TrainingRecipe):
+    verb = "sft"
+
+    def __init__(self, config: SFTConfig, the_plan: Plan):
+        super().__init__(config)
+        self.plan = the_plan
+
+    def prepare(self) -> None:
+        self.chat_data = read_chat_data(self.config.chat_data) if self.config.chat_data else None
+
+    def eval_configs(self) -> dict[str, EvalConfig]:
+        config, out = self.config, {}
+        if config.eval_qa:
+            out["qa"] = EvalConfig(suite="qa", model=config.model, data=config.eval_qa, quant=config.quant)
+        for suite in config.eval:
+            out[suite] = EvalConfig(suite=suite, model=config.model, data=config.eval_data, limit=config.eval_limit,
+                                    max_new_tokens=config.eval_max_new_tokens, quant=config.quant)
+        return out
+
+    def load(self) -> LoadedModel:
+        config = self.config
+        lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, seed=config.seed)
+        return load_model(config.model, quant=config.quant, lora=lora, trainable=True)
+
+    def build_trainer(self, loaded: LoadedModel, run: Run, callbacks: list):
+        config, tokenizer = self.config, loaded.tokenizer
+        # General chat, as a fraction of the whole.
+        if self.chat_data is not None:
+            pool_messages, self.chat_info = self.chat_data, {"source": str(config.chat_data)}
+        elif self.plan.chat_needed:
+            pool_messages, self.chat_info = replay_conversations(loaded, weights_hash(loaded.resolved.path),
+                                                                 config.replay_max_new_tokens)
+        else:
+            pool_messages, self.chat_info = [], {"source": None}
+        pool = [e for e in (chat_example(tokenizer, m, config.max_length, "general-chat") for m in pool_messages) if e]
+        chats = sample_chat(pool, self.plan.chat_needed, config.seed)
+
+        pairs = self.plan.qa_pairs + self._model_written_pairs(loaded)
+        # `recover` keeps these questions (supervised, or distilled from a snapshot of this run's adapter).
+        if is_main_process():
+            atomic_write_text(run.path / "knowledge_prompts.jsonl", "".join(
+                json.dumps({"prompt": p.question, "answer": p.answer, "kind": p.kind, "source": p.source}) + "\n"
+                for p in pairs))
+        qa_examples = [chat_example(tokenizer, p.messages(), config.max_length, f"qa-{p.kind}", p.source) for p in pairs]
+        examples = self.plan.chunks + [e for e in qa_examples if e] + self.plan.data_chats + chats
+        random.Random(config.seed).shuffle(examples)
+        self.counts: dict[str, int] = {}
+        for example in examples:
+            key = example["kind"].split("-")[0] if example["kind"].startswith("qa") else example["kind"]
+            self.counts[key] = self.counts.get(key, 0) + 1
+        dataset = Dataset.from_list([{"input_ids": e["input_ids"], "assistant_masks": e["assistant_masks"]} for e in examples])
+
+        args = TRLSFTConfig(
+            **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every),
+            per_device_train_batch_size=config.batch_size,
+            gradient_accumulation_steps=config.grad_accum,
+            learning_rate=config.lr,
+            num_train_epochs=config.epochs,
+            max_steps=config.max_steps,
+            lr_scheduler_type="cosine",
+            warmup_steps=0.03,
+            weight_decay=0.0,
+            max_length=config.max_length,
+            packing=False,
+            train_sampling_strategy="group_by_length",
+            dataset_num_proc=None,
+        )
+        return DocumentSFTTrainer(
+            model=loaded.model, args=args, train_dataset=dataset, processing_class=tokenizer,
+            callbacks=[RunLogger(run, "sft"), *callbacks], data_collator=PadOrPackCollator(tokenizer.pad_token_id, loaded.model),
+            target_only_loss=loaded.precision.device == "cpu",
+        )
+
+    def _model_written_pairs(self, loaded: LoadedModel) -> list[QAPair]:
+        """`--augment-model`: Q/A pairs another model (or the base: this one, adapter off) writes per chunk."""
+        config = self.config
+        if not config.augment_model:
+            return []
+        writer = loaded if config.augment_model in (config.model, "base") else load_model(config.augment_model, quant=config.quant)
+        chunk_texts = [(c["source"], loaded.tokenizer.decode([t for t, m in zip(c["input_ids"], c["assistant_masks"], strict=True) if m],
+                                                            skip_special_tokens=True)) for c in self.plan.chunks]
+        with writer.model.disable_adapter() if writer is loaded else contextlib.nullcontext():
+            pairs, self.chat_info["augment_model"] = model_pairs(writer, chunk_texts)
+        return pairs
+
+    def describe(self, trainer) -> str:
+        return (f"sft: {len(trainer.train_dataset)} examples ({', '.join(f'{v} {k}' for k, v in sorted(self.counts.items()))}), "
+                f"{trainer.state.max_steps or 'computing'} steps")
+
+    def summary(self, trainer, run: Run, train_seconds: float) -> dict[str, Any]:
+        metrics = run.metrics()
+        curve = plot_curve(metrics, "loss", run.path / "loss.png", f"sft {run.name}: training loss")
+        tokens = int(trainer.state.num_input_tokens_seen or 0)
+        losses = [m["loss"] for m in metrics if "loss" in m]
+        return {
+            "corpus": self.plan.corpus.summary(),
+            "examples": self.counts,
+            "general_chat": self.chat_info,
+            "tokens_trained": tokens,
+            "tokens_per_second": round(tokens / train_seconds, 1) if train_seconds > 0 else None,
+            "first_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None,
+            "loss_curve": str(curve) if curve else None,
+        }

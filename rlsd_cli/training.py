@@ -1,5 +1,5 @@
-"""What every training verb shares: Trainer arguments set right for CPU and GPU, metrics into the run
-folder, interruption into a checkpoint, peak memory and the loss curve."""
+"""What every training verb shares: the run skeleton (`TrainingRecipe`, `run_recipe`), Trainer arguments set right
+for CPU and GPU, metrics into the run folder, scores before and after, interruption into a checkpoint, peak memory."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from . import env
 from .console import say
 from .distributed import LAUNCHED, any_process, world_size
 from .errors import EXIT_INTERRUPTED, RlsdError
+from .evaluate import EvalConfig, check_eval_data, run_eval, score_in_memory
+from .model import LoadedModel, resolve_model
 from .runs import Run
 
 
@@ -95,13 +98,8 @@ class PeriodicEval(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.every or state.global_step == state.max_steps or not state.is_world_process_zero:
             return  # the final step is scored by the verb's after-training evaluation; rank 0 scores for all
-        from .evaluate import score_in_memory
-
-        row = {}
-        for suite, config in self.eval_configs.items():
-            for metric, value in score_in_memory(config, self.loaded).items():
-                if isinstance(value, (int, float)):
-                    row[f"eval/{suite}/{metric}"] = round(float(value), 6)
+        scores = {suite: score_in_memory(config, self.loaded) for suite, config in self.eval_configs.items()}
+        row = {key: round(float(value), 6) for key, value in eval_row(scores).items()}
         self.run.log_metrics(state.global_step, **row)
         say(f"eval at step {state.global_step}: " + ", ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in row.items()))
 
@@ -256,3 +254,131 @@ def cost_summary(steps: int, train_seconds: float, started: float) -> dict[str, 
         "peak_rss_bytes": peak_rss_bytes(),
         "peak_cuda_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
     }
+
+
+def on_policy_trainer_kwargs(config, loaded, run: Run, rollouts_per_process: int) -> dict[str, Any]:
+    """The TRL config fields recover and reason (both sample, score and update once a step) set the same way."""
+    return {
+        **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every, checkpointing=True),
+        **config.generation_kwargs(),
+        "per_device_train_batch_size": rollouts_per_process,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": config.lr,
+        "max_steps": config.steps,
+        "lr_scheduler_type": "constant",
+        "weight_decay": 0.0,
+        "max_completion_length": config.max_new_tokens,
+        "top_p": 1.0,
+        "disable_dropout": True,  # the policy that samples must be the policy that is scored
+        "remove_unused_columns": False,
+    }
+
+
+def eval_row(scores: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Scores by suite as metrics.jsonl keys: `eval/<suite>/<metric>`."""
+    return {f"eval/{suite}/{metric}": value for suite, metrics in scores.items() for metric, value in metrics.items()
+            if isinstance(value, (int, float))}
+
+
+def score(eval_configs: dict[str, EvalConfig], loaded: LoadedModel, spec: str, adapter_off: bool = False) -> dict[str, dict]:
+    """Every suite's metrics for the model `spec` names, computed on the weights already in memory (with the
+    adapter switched off for a base model); reports are cached and filed under `spec`."""
+    import contextlib
+    from dataclasses import replace
+
+    if not eval_configs:
+        return {}
+    view = LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, resolved=resolve_model(spec), precision=loaded.precision)
+    with loaded.model.disable_adapter() if adapter_off else contextlib.nullcontext():
+        return {suite: run_eval(replace(config, model=spec), loaded=view)["metrics"] for suite, config in eval_configs.items()}
+
+
+class TrainingRecipe:
+    """One training verb, as `run_recipe` drives it: what it reads, loads and trains, and what its summary says.
+    A verb's module subclasses it with only what is particular to its method (torchtune's recipe interface;
+    tinker-cookbook's shared rl/train.py)."""
+
+    verb = ""
+    reports_base = False  # also score the base model (adapter off) when training starts from a run
+
+    def __init__(self, config):
+        self.config = config
+
+    def prepare(self) -> None:
+        """Read every input before any model work, so a bad file fails in seconds, not after the model loads."""
+
+    def eval_configs(self) -> dict[str, EvalConfig]:
+        return {}
+
+    def load(self) -> LoadedModel:
+        raise NotImplementedError
+
+    def record(self, loaded: LoadedModel) -> dict[str, Any]:
+        """What run.json keeps beyond the base model and the config (the parent run, the teachers, the data)."""
+        return {}
+
+    def build_trainer(self, loaded: LoadedModel, run: Run, callbacks: list):
+        raise NotImplementedError
+
+    def describe(self, trainer) -> str:
+        """The line said as training starts."""
+        return ""
+
+    def finish(self, loaded: LoadedModel) -> None:
+        """After training, before the adapter is saved (e.g. drop helper adapters)."""
+
+    def summary(self, trainer, run: Run, train_seconds: float) -> dict[str, Any]:
+        """The verb's own summary keys (its curve, its measures of progress)."""
+        return {}
+
+    def report_scores(self, scores: dict[str, dict]) -> dict:
+        """How the summary shows one stage's scores: by suite."""
+        return scores
+
+
+def run_recipe(recipe: TrainingRecipe) -> dict[str, Any]:
+    """Check inputs, load, make the run folder, score the start, train, save the adapter, score the result, and
+    write the summary: the same order for every training verb."""
+    env.require_supported_trl()
+    config = recipe.config
+    started = time.perf_counter()
+    recipe.prepare()
+    eval_configs = recipe.eval_configs()
+    check_eval_data(eval_configs.values())
+    loaded = recipe.load()
+    run = Run.create(recipe.verb, name=config.name, root=config.runs_dir, force=config.force, resume=config.resume,
+                     record={"base_model": loaded.record(), "config": config_record(config), "parent": None,
+                             **recipe.record(loaded)})
+    say(f"run folder: {run.path}")
+
+    starts_from_base = loaded.resolved.run_dir is None  # a fresh adapter: the start is the base model itself
+    start = loaded.resolved.spec if starts_from_base else str(loaded.resolved.run_dir)
+    before = score(eval_configs, loaded, start, adapter_off=starts_from_base)
+    base = score(eval_configs, loaded, loaded.resolved.base, adapter_off=True) if recipe.reports_base else {}
+    periodic = bool(getattr(config, "eval_every", 0) and eval_configs)
+    if periodic and before:
+        run.log_metrics(0, **eval_row(before))
+    callbacks = [PeriodicEval(config.eval_every, eval_configs, loaded, run)] if periodic else []
+
+    trainer = recipe.build_trainer(loaded, run, callbacks)
+    say(recipe.describe(trainer))
+    train_started = time.perf_counter()
+    train(trainer, run, config.resume)
+    train_seconds = time.perf_counter() - train_started
+    recipe.finish(loaded)
+    run.save_adapter(loaded.model)
+
+    after = score(eval_configs, loaded, str(run.path))
+    if periodic and after:
+        run.log_metrics(trainer.state.global_step, **eval_row(after))
+    summary = {
+        "verb": recipe.verb,
+        "run": str(run.path),
+        **recipe.summary(trainer, run, train_seconds),
+        **cost_summary(trainer.state.global_step, train_seconds, started),
+        **({"eval_base": recipe.report_scores(base)} if recipe.reports_base else {}),
+        "eval_before": recipe.report_scores(before),
+        "eval_after": recipe.report_scores(after),
+    }
+    run.write_summary(summary)
+    return summary

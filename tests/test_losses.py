@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from rlsd_cli.losses import (
+    chunked_reverse_kl,
     clipped_policy_loss,
     group_advantages,
     linear_decay,
@@ -202,3 +203,21 @@ def test_target_token_nll_of_a_batch_without_targets_is_a_finite_zero():
     head = torch.nn.Linear(4, 10, bias=False)
     loss = target_token_nll(torch.randn(2, 5, 4), torch.full((2, 5), -100), head)
     assert loss.item() == 0.0
+
+
+def test_chunked_reverse_kl_equals_the_full_logits_kl_on_counted_tokens():
+    torch.manual_seed(0)
+    hidden_s, hidden_t = torch.randn(2, 5, 8, requires_grad=True), torch.randn(2, 5, 8)
+    head_s, head_t = torch.randn(11, 8), torch.randn(11, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    loss, entropy, count = chunked_reverse_kl(hidden_s, hidden_t, head_s, head_t, mask, normalizer=4.0)
+    logp_s, logp_t = (hidden_s @ head_s.T).log_softmax(-1), (hidden_t @ head_t.T).log_softmax(-1)
+    per_token = (logp_s.exp() * (logp_s - logp_t)).sum(-1)
+    expected = (per_token * mask).sum() / 4.0
+    torch.testing.assert_close(loss, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(entropy, (-(logp_s.exp() * logp_s).sum(-1) * mask).sum(), atol=1e-4, rtol=1e-5)
+    assert count.item() == 8
+    grad, = torch.autograd.grad(loss, hidden_s)
+    expected_grad, = torch.autograd.grad(expected, hidden_s)
+    torch.testing.assert_close(grad, expected_grad, atol=1e-5, rtol=1e-4)
+    assert grad[0, 3:].abs().max() == 0  # masked positions get no gradient
