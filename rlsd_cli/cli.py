@@ -477,11 +477,24 @@ def recipes_list(json_out: bool = typer.Option(False, "--json", help=JSON_HELP))
 
 
 @recipes_app.command("show")
-def recipes_show(name: str = typer.Argument(..., help="A recipe name (rlsd recipes list) or a YAML file.")):
-    """Print a recipe."""
-    from .recipes import recipe_path
+def recipes_show(
+    name: str = typer.Argument(..., help="A recipe name (rlsd recipes list) or a YAML file."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """A recipe's settings, each with what the option does and its default."""
+    from .recipes import describe_recipe
 
-    console.stdout.print(recipe_path(name).read_text(encoding="utf-8"), highlight=False, markup=False, end="")
+    recipe = describe_recipe(name)
+    if _json(json_out):
+        console.print_json(recipe)
+        return
+    verbs = " or ".join(f"rlsd {verb}" for verb in recipe["verbs"]) or "no training verb (some keys are unknown)"
+    table = Table(title=f"{recipe['name']}: {recipe['description']}", caption=f"for {verbs}; {recipe['path']}")
+    for column in ("key", "value", "default", "what it sets"):
+        table.add_column(column)
+    for row in recipe["settings"]:
+        table.add_row(row["key"], str(row["value"]), "-" if row["default"] is None else str(row["default"]), row["help"] or "?")
+    console.stdout.print(table)
 
 
 # ---------------------------------------------------------------- eval

@@ -273,3 +273,23 @@ class ReasonConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, Peri
         super().check()
         if isinstance(self.verifier, str):  # one verifier given alone, as a recipe may
             self.verifier = [self.verifier]
+
+
+TRAINING_CONFIGS = {"sft": SFTConfig, "recover": RecoverConfig, "reason": ReasonConfig}
+
+
+def default_of(f) -> Any:
+    """A field's default as the CLI shows it (None for a required option)."""
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not MISSING else None
+
+
+def options_by_key(config_class) -> dict[str, Any]:
+    """Recipe key -> declared field: the long flag without dashes (`max-new-tokens`, `from`, `lambda`) or with
+    underscores (`max_new_tokens`), or a positional argument's name (`docs`)."""
+    keys = {}
+    for f in fields(config_class):
+        key = f.name if f.metadata["argument"] else flag_name(f)[2:]
+        keys[key] = keys[key.replace("-", "_")] = f
+    return keys

@@ -121,6 +121,25 @@ def list_recipes() -> list[dict[str, str]]:
     return rows
 
 
+def describe_recipe(spec: Path | str) -> dict[str, Any]:
+    """A recipe's settings with what each one is, from the option declarations (`configs.py`), and the training
+    verbs whose options it fits."""
+    from .configs import TRAINING_CONFIGS, default_of, options_by_key
+
+    path = recipe_path(spec)
+    settings = read_recipe(path)
+    keys = {verb: options_by_key(config_class) for verb, config_class in TRAINING_CONFIGS.items()}
+    verbs = [verb for verb, known in keys.items() if all(key in known for key, _, _ in settings)]
+    rows = []
+    for key, value, line in settings:
+        declared = next((keys[verb][key] for verb in verbs), None)
+        rows.append({"key": key, "value": value, "line": line, "help": declared.metadata["help"] if declared else None,
+                     "default": default_of(declared) if declared else None})
+    first = next((line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")), "#")
+    return {"name": path.stem, "path": str(path), "description": first.lstrip("# ").strip(), "verbs": verbs,
+            "settings": rows}
+
+
 def config_kwargs(config_class, values: dict[str, Any], **renamed: Any) -> dict[str, Any]:
     """The verb's parameters that are fields of its config dataclass, plus the renamed ones."""
     fields = config_class.__dataclass_fields__

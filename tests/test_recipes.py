@@ -83,8 +83,10 @@ def test_every_shipped_recipe_is_valid_for_its_verb(path):
 def test_recipes_list_and_show():
     listed = json.loads(run_cli("recipes", "list", "--json").stdout)["recipes"]
     assert {"cpu-sft", "cpu-recover", "cpu-reason"} <= {r["name"] for r in listed}
-    shown = run_cli("recipes", "show", "cpu-recover")
-    assert shown.returncode == 0 and "teacher: base" in shown.stdout
+    shown = json.loads(run_cli("recipes", "show", "cpu-recover", "--json").stdout)
+    assert shown["verbs"] == ["recover"]
+    teacher = next(row for row in shown["settings"] if row["key"] == "teacher")
+    assert teacher["value"] == "base" and teacher["default"] == "base" and "adapter off" in teacher["help"]
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "recipes" / "accelerate").glob("*.yaml")),
