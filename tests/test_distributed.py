@@ -106,4 +106,4 @@ def test_vllm_generation_without_vllm_installed_is_a_clear_error(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and "rlsd[vllm]" in lines[0], result.stderr
     result = run_cli("reason", "--data", str(tmp_path), "--generation", "tgi")
-    assert result.returncode == 2 and "choose transformers or vllm" in result.stderr
+    assert result.returncode == 2 and "--generation 'tgi': choose one of transformers, vllm" in result.stderr
