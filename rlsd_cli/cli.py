@@ -217,10 +217,15 @@ def runs_show(
     runs_dir: Path | None = RunsDirOpt,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """A run's record, final summary and last metrics."""
+    """A run's record, final summary and its lineage: every round from the original model, with its changes and scores."""
+    from .lineage import lineage_rows
     from .runs import describe_run, run_path
 
     info = describe_run(run_path(name, runs_dir))
+    try:
+        info["lineage"] = lineage_rows(Path(info["path"]))
+    except RlsdError as exc:
+        info["lineage"], info["lineage_error"] = [], str(exc)
     if _json(json_out):
         console.print_json(info)
         return
@@ -230,6 +235,23 @@ def runs_show(
     table.add_row("command", " ".join(info["record"].get("command", [])))
     for key, value in (info["summary"] or {}).items():
         table.add_row(f"summary.{key}", str(value))
+    console.stdout.print(table)
+    if len(info["lineage"]) > 1:
+        _print_lineage(info["lineage"])
+    if info.get("lineage_error"):
+        console.say(f"lineage: {info['lineage_error']}")
+
+
+def _print_lineage(rows: list[dict]) -> None:
+    metrics = sorted({metric for row in rows for metric in row["scores"]})
+    table = Table(title="lineage (oldest first; scores after each run)")
+    for column in ("run", "verb", "round", "new / changed / removed", *metrics):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        changes = row["changes"]
+        changed = f"{changes.get('new', 0)} / {changes.get('changed', 0)} / {changes.get('removed', 0)}" if changes else "-"
+        table.add_row(row["name"], row["verb"] or "-", str(row["round"] or "-"), changed,
+                      *(f"{row['scores'][m]:.3f}" if m in row["scores"] else "-" for m in metrics))
     console.stdout.print(table)
 
 
@@ -549,7 +571,8 @@ def _make_eval_command(suite_name: str):
         temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy (default)."),
         quant: str = QuantOpt,
         no_cache: bool = typer.Option(False, "--no-cache", help="Recompute even if a report for the same model, data and parameters exists."),
-        min_score: float | None = typer.Option(None, "--min-score", help="Exit 3 when the metric is below this."),
+        min_score: float | None = typer.Option(None, "--min-score", help="Exit 3 when the metric is below this (metrics where higher is better)."),
+        max_score: float | None = typer.Option(None, "--max-score", help="Exit 3 when the metric is above this (metrics where lower is better: stale_rate)."),
         metric: str | None = typer.Option(None, "--metric", help=f"Metric for --min-score (default {suite.primary_metric})."),
         out: Path | None = typer.Option(None, "--out", help="Also write the report (JSON) here."),
         recipe: str | None = RecipeOpt,
@@ -560,7 +583,7 @@ def _make_eval_command(suite_name: str):
         values = apply_recipe(ctx, recipe, locals())
         config = EvalConfig(**config_kwargs(EvalConfig, values, suite=suite_name, use_cache=not values["no_cache"]))
         report = run_eval(config)
-        verdict = threshold_verdict(report, config.min_score, config.metric)
+        verdict = threshold_verdict(report, config.min_score, config.metric, config.max_score)
         if verdict is not None:
             report["threshold"] = verdict
         _print_report(report, _json(json_out))

@@ -88,6 +88,9 @@ class Options:
             if isinstance(value, str) and f.type in ("Path", "Path | None"):
                 value = Path(value)
                 setattr(self, f.name, value)
+            if f.type == "list[Path]":
+                value = [Path(v) for v in ([value] if isinstance(value, (str, Path)) else value)]
+                setattr(self, f.name, value)
             if isinstance(value, list):
                 for item in value:
                     check_value(f, item)
@@ -101,7 +104,15 @@ class Options:
 
 @dataclass(kw_only=True)
 class ModelOptions(Options):
-    model: str = option(DEFAULT_MODEL, "Model spec: smollm2-135m, gemma3-270m, a folder, a .gguf, runs/NAME or a hub id.")
+    model: str | None = option(None, f"Model spec: {DEFAULT_MODEL} (the default), gemma3-270m, a folder, a .gguf, "
+                               "runs/NAME or a hub id. A continuing round (--from) keeps its lineage's base.")
+
+    def check(self) -> None:
+        super().check()
+        if self.model is not None and not self.model.strip():
+            raise BadInputError(f"--model is empty; pass a model spec, or leave it out for {DEFAULT_MODEL}")
+        if self.model is None and getattr(self, "from_run", None) is None:
+            self.model = DEFAULT_MODEL
 
 
 @dataclass(kw_only=True)
@@ -132,7 +143,8 @@ class RunOptions(Options):
 class EvalOptions(Options):
     """Suites scored before and after training (sft, recover)."""
 
-    eval_qa: Path | None = option(None, "Document QA JSONL to score before and after training.")
+    eval_qa: list[Path] = option(help="Document QA JSONL to score before and after training; repeatable (a continuing "
+                                 "round also scores the QA files of the rounds before it).", factory=list)
     eval: list[str] = option(help="Another suite to score before and after (e.g. ifeval); repeatable.", factory=list,
                              flag="--eval")
     eval_data: Path | None = option(None, "Data for the --eval suites (default: the copy shipped with rlsd; 'hub' for "
@@ -183,6 +195,13 @@ class LoraOptions(Options):
 @dataclass(kw_only=True)
 class SFTConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, EvalOptions):
     docs: Path = option(help="Folder of documents (md, txt, rst, html, pdf, docx, jsonl/json).", argument=True)
+    from_run: Path | None = option(None, "Continue an earlier run (sft or recover) on the folder as it is now: learn "
+                                   "the new and changed documents, replay what still holds, retire what changed.",
+                                   flag="--from")
+    knowledge_replay: float = option(0.3, "In a continuing round, the share of examples that replay the Q/A pairs of "
+                                     "unchanged documents.", ge=0, lt=1)
+    update_pairs: bool = option(True, "In a continuing round, also train 'is this still true?' pairs for every fact "
+                                "sentence a revision rewrote (the old sentence asked, the new one answered).")
     lora_dropout: float = option(0.05, "LoRA dropout.", ge=0, lt=1)
     lr: float = option(2e-3, "Learning rate.", gt=0)
     epochs: float = option(6.0, "Passes over the examples.", gt=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -44,10 +45,16 @@ class EvalConfig:
     quant: str = "auto"
     use_cache: bool = True
     min_score: float | None = None
+    max_score: float | None = None
+    report_name: str | None = None  # the report's file name (default: the suite's), when one suite scores several files
     metric: str | None = None
     out: Path | None = None
 
     def __post_init__(self):
+        for name in ("temperature", "min_score", "max_score"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise BadInputError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
         if self.limit is not None and self.limit <= 0:
             raise BadInputError(f"--limit must be a positive integer, got {self.limit}")
         if self.max_new_tokens is not None and self.max_new_tokens <= 0:
@@ -189,7 +196,8 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
         "precision": asdict(precision),
     })
     folder = reports_dir(resolved)
-    cached = folder / f"{suite.name}.json"
+    report_name = config.report_name or suite.name
+    cached = folder / f"{report_name}.json"
     if config.use_cache and cached.is_file():
         try:
             previous = json.loads(cached.read_text())
@@ -228,7 +236,7 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     rows = report.pop("_rows")
-    report["report_path"] = str(_write_report(folder, suite.name, report, rows))
+    report["report_path"] = str(_write_report(folder, report_name, report, rows))
     _maybe_copy(config.out, report)
     return report
 
@@ -272,20 +280,42 @@ def _maybe_copy(out: Path | None, report: dict[str, Any]) -> None:
     atomic_write_json(out, {k: v for k, v in report.items() if k != "_rows"})
 
 
-def threshold_verdict(report: dict[str, Any], min_score: float | None, metric: str | None) -> dict[str, Any] | None:
-    """Whether the report meets `--min-score` on `--metric` (the suite's primary metric by default)."""
-    if min_score is None:
+# Metrics where lower is better: gated with --max-score (a stale answer given is a failure).
+LOWER_IS_BETTER = ("stale_rate",)
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.split("/")[0] in LOWER_IS_BETTER
+
+
+def threshold_verdict(report: dict[str, Any], min_score: float | None, metric: str | None,
+                      max_score: float | None = None) -> dict[str, Any] | None:
+    """Whether the report meets `--min-score` (at least; the default for every metric where higher is better) or
+    `--max-score` (at most; for metrics where lower is better, such as stale_rate) on `--metric` (the suite's
+    primary metric by default)."""
+    if min_score is None and max_score is None:
         return None
+    if min_score is not None and max_score is not None:
+        raise BadInputError("pass --min-score or --max-score, not both: one gate per command")
     name = metric or report["primary_metric"]
     if name not in report["metrics"]:
         raise BadInputError(f"--metric {name!r}: the {report['suite']} suite reports {', '.join(report['metrics'])}")
+    if min_score is not None and lower_is_better(name):
+        raise BadInputError(f"--metric {name}: lower is better, so gate it with --max-score {min_score} (exit 3 above it)")
+    if max_score is not None and not lower_is_better(name):
+        raise BadInputError(f"--metric {name}: higher is better, so gate it with --min-score {max_score} (exit 3 below it)")
     value = report["metrics"][name]
-    return {"metric": name, "value": value, "min_score": min_score, "passed": value >= min_score}
+    if min_score is not None:
+        return {"metric": name, "value": value, "min_score": min_score, "passed": value >= min_score}
+    return {"metric": name, "value": value, "max_score": max_score, "passed": value <= max_score}
 
 
 def enforce_threshold(verdict: dict[str, Any] | None, suite: str) -> None:
-    if verdict is not None and not verdict["passed"]:
+    if verdict is None or verdict["passed"]:
+        return
+    if "min_score" in verdict:
         raise ThresholdNotMet(f"{suite} {verdict['metric']} = {verdict['value']:.4f} is below --min-score {verdict['min_score']}")
+    raise ThresholdNotMet(f"{suite} {verdict['metric']} = {verdict['value']:.4f} is above --max-score {verdict['max_score']}")
 
 
 # ---------------------------------------------------------------- compare

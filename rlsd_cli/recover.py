@@ -47,7 +47,15 @@ from .teachers import (
     completion_logps,
     shared_prefix_completion_logps,
 )
-from .training import RunLogger, TrainingRecipe, mean_or_none, on_policy_trainer_kwargs, run_recipe
+from .training import (
+    RunLogger,
+    TrainingRecipe,
+    mean_or_none,
+    on_policy_trainer_kwargs,
+    qa_eval_configs,
+    recorded_qa_files,
+    run_recipe,
+)
 
 KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
 # Built-in general prompt sets (files in rlsd_cli/data/): `general` = 240 everyday tasks, `format` = 72 tasks that
@@ -371,13 +379,13 @@ class RecoverRecipe(TrainingRecipe):
 
     def eval_configs(self) -> dict[str, EvalConfig]:
         config, parent = self.config, self.parent
-        eval_qa = config.eval_qa or (self.parent.run_record.get("config") or {}).get("eval_qa")
-        if not config.eval_qa and eval_qa and not Path(eval_qa).exists():  # older sft runs kept the path as typed
-            raise BadInputError(f"{parent.run_dir / RUN_RECORD}: the sft run's --eval-qa {eval_qa} is not found from "
+        qa_files = config.eval_qa or recorded_qa_files(parent.run_record)
+        missing = [f for f in qa_files if not f.exists()]
+        if not config.eval_qa and missing:  # older sft runs kept the path as typed
+            raise BadInputError(f"{parent.run_dir / RUN_RECORD}: the sft run's --eval-qa {missing[0]} is not found from "
                                 f"{Path.cwd()}; pass --eval-qa FILE, or run from the folder the sft run ran in")
-        out = {}
-        if eval_qa:
-            out["qa"] = EvalConfig(suite="qa", model=str(parent.run_dir), data=Path(eval_qa), quant=config.quant)
+        config.eval_qa = qa_files  # recorded, so a later round scores them too
+        out = qa_eval_configs(qa_files, str(parent.run_dir), config.quant)
         for suite in config.eval:
             out[suite] = EvalConfig(suite=suite, model=str(parent.run_dir), data=config.eval_data, limit=config.eval_limit,
                                     max_new_tokens=config.eval_max_new_tokens, quant=config.quant)

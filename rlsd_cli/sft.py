@@ -10,9 +10,9 @@ examples whose assistant masks TRL turns into labels (loss on assistant tokens o
 from __future__ import annotations
 
 import contextlib
-import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,32 +22,53 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from .augment import QAPair, model_pairs, rule_based_pairs
+from .augment import QAPair, model_pairs, rule_based_pairs, split_sentences
 from .chat_format import chat_example
 from .configs import SFTConfig
 from .distributed import is_main_process
 from .errors import BadInputError
 from .evaluate import EvalConfig
-from .fsutil import atomic_write_text
-from .ingest import Corpus, read_corpus
+from .ingest import Corpus, Document, read_corpus
+from .lineage import (
+    RoundPlan,
+    carried_knowledge,
+    changed_facts,
+    knowledge_run,
+    plan_round,
+    read_documents,
+    read_knowledge,
+    text_sha256,
+    write_documents,
+    write_knowledge,
+)
 from .losses import target_token_nll
 from .model import LoadedModel, LoraSettings, load_model, load_tokenizer, resolve_model, weights_hash
 from .plots import plot_curve
 from .replay import read_chat_data, replay_conversations
+from .run_record import read_run_record
 from .runs import Run
-from .training import RunLogger, TrainingRecipe, common_trainer_kwargs, config_record, run_recipe
+from .training import (
+    RunLogger,
+    TrainingRecipe,
+    common_trainer_kwargs,
+    config_record,
+    merged_paths,
+    qa_eval_configs,
+    recorded_qa_files,
+    run_recipe,
+)
 
 # ---------------------------------------------------------------- examples
 
 
-def document_chunks(corpus: Corpus, tokenizer, max_length: int, overlap: int) -> list[dict[str, Any]]:
+def document_chunks(documents: list[Document], tokenizer, max_length: int, overlap: int) -> list[dict[str, Any]]:
     """Token windows of each document, each prefixed with its source so facts stay tied to it.
 
     The prefix is context, not a target (mask 0); the window is the target (mask 1). Each window ends with
     end-of-text only when it reaches the end of its document.
     """
     examples = []
-    for document in corpus.documents:
+    for document in documents:
         header = tokenizer(f"Source: {document.title} ({document.path})\n\n", add_special_tokens=False)["input_ids"]
         body = tokenizer(document.text, add_special_tokens=False)["input_ids"]
         window = max(max_length - len(header) - 1, 16)
@@ -83,15 +104,30 @@ def sample_chat(pool: list, n: int, seed: int) -> list:
 
 @dataclass
 class Plan:
+    """What a round trains on, decided before any model loads (and all `--dry-run` shows)."""
+
     corpus: Corpus
     chunks: list[dict[str, Any]]
     qa_pairs: list[QAPair]
     data_chats: list[dict[str, Any]]
     chat_needed: int
     chat_source: str
+    # A continuing round (--from): the lineage's newest sft round, how the folder changed since, and the pairs of
+    # the unchanged documents that are replayed (and carried into this round's knowledge).
+    knowledge_from: Path | None = None
+    changes: RoundPlan | None = None
+    carried: list[dict[str, Any]] = field(default_factory=list)
+    replay_needed: int = 0
 
     def doc_examples(self) -> int:
         return len(self.chunks) + len(self.qa_pairs) + len(self.data_chats)
+
+    def knowledge(self) -> list[dict[str, Any]]:
+        """The Q/A pairs current after this round, each tied to the document version it was made from."""
+        digests = {d.path: text_sha256(d.text) for d in self.corpus.documents}
+        made = [{"prompt": p.question, "answer": p.answer, "kind": p.kind, "source": p.source,
+                 "sha256": digests.get(p.source)} for p in self.qa_pairs]
+        return self.carried + made
 
     def describe(self, samples: int = 6, seed: int = 0) -> dict[str, Any]:
         rng = random.Random(seed)
@@ -100,9 +136,13 @@ class Plan:
         for pair in self.qa_pairs:
             kinds[pair.kind] = kinds.get(pair.kind, 0) + 1
         chunk_tokens = sum(len(c["input_ids"]) for c in self.chunks)
-        total = self.doc_examples() + self.chat_needed
+        total = self.doc_examples() + self.replay_needed + self.chat_needed
+        round_plan = {} if self.changes is None else {
+            "continues": str(self.knowledge_from), "changes": self.changes.describe(),
+            "replayed_pairs_available": len(self.carried), "replay_examples": self.replay_needed}
         return {
             **self.corpus.summary(),
+            **round_plan,
             "chunks": len(self.chunks),
             "chunk_tokens": chunk_tokens,
             "augmented_pairs": len(self.qa_pairs),
@@ -115,14 +155,35 @@ class Plan:
         }
 
 
+def update_pairs(previous: dict[str, Any], document: Document) -> list[QAPair]:
+    """For each fact sentence a revision rewrote: the old sentence asked about, the new one given as the answer."""
+    return [QAPair(question=f"{old} Is that still true?", answer=f"No, not any more. {new}", source=document.path, kind="update")
+            for old, new in changed_facts(previous, document, split_sentences)]
+
+
 def plan(config: SFTConfig, tokenizer) -> Plan:
     corpus = read_corpus(config.docs, strict=config.strict)
-    chunks = document_chunks(corpus, tokenizer, config.max_length, config.chunk_overlap)
-    pairs = [p for d in corpus.documents for p in rule_based_pairs(d, seed=config.seed)] if config.augment else []
+    documents, knowledge_from, changes, carried, extra = corpus.documents, None, None, [], []
+    if config.from_run is not None:
+        knowledge_from = knowledge_run(config.from_run)
+        previous = read_documents(knowledge_from)
+        changes = plan_round(previous, corpus)
+        if not changes.trained():
+            raise BadInputError(f"{config.docs}: no document is new or changed since {knowledge_from} (removed: "
+                                f"{len(changes.removed)}); nothing to learn in this round")
+        documents = [d for d in corpus.documents if d.path in changes.trained()]
+        carried = carried_knowledge(read_knowledge(knowledge_from), changes)
+        if config.update_pairs:
+            extra = [p for d in documents if d.path in changes.changed for p in update_pairs(previous[d.path], d)]
+    chunks = document_chunks(documents, tokenizer, config.max_length, config.chunk_overlap)
+    pairs = [p for d in documents for p in rule_based_pairs(d, seed=config.seed)] if config.augment else []
+    pairs += extra
     data_chats = [e for e in (chat_example(tokenizer, m, config.max_length, "data-chat") for m in corpus.chats) if e]
     doc_examples = len(chunks) + len(pairs) + len(data_chats)
+    replay_needed = mix_in_chat(doc_examples, config.knowledge_replay) if carried else 0
     source = f"--chat-data {config.chat_data}" if config.chat_data else "replay of the base model's answers to built-in instructions"
-    return Plan(corpus, chunks, pairs, data_chats, mix_in_chat(doc_examples, config.mix), source)
+    return Plan(corpus, chunks, pairs, data_chats, mix_in_chat(doc_examples + replay_needed, config.mix), source,
+                knowledge_from, changes, carried, replay_needed)
 
 
 # ---------------------------------------------------------------- trainer
@@ -200,13 +261,28 @@ class DocumentSFTTrainer(SFTTrainer):
 
 
 def run_sft(config: SFTConfig) -> dict[str, Any]:
+    if config.from_run is not None:
+        config.model = lineage_base(config)
     resolved = resolve_model(config.model)
     if resolved.kind == "run":
-        raise BadInputError(f"--model {config.model}: sft starts from a base model; to continue a run use --resume")
+        raise BadInputError(f"--model {config.model}: sft starts from a base model; to continue a run's lineage on "
+                            f"new documents use --from {config.model}, to finish an interrupted run --resume")
     the_plan = plan(config, load_tokenizer(resolved.path))
     if config.dry_run:
         return {"dry_run": True, "model": config.model, "config": config_record(config), **the_plan.describe(seed=config.seed)}
     return run_recipe(SFTRecipe(config, the_plan))
+
+
+def lineage_base(config: SFTConfig) -> str:
+    """The base model of the run a round continues: the original checkpoint stays the base in every round, so
+    `recover --teacher base` distills from it with the adapter off. Another --model is refused."""
+    parent = resolve_model(str(config.from_run))
+    if parent.kind != "run":
+        raise BadInputError(f"--from {config.from_run}: pass a run folder (runs/<name>) made by sft or recover")
+    if config.model is not None and weights_hash(resolve_model(config.model).path) != weights_hash(parent.path):
+        raise BadInputError(f"--model {config.model}: {config.from_run} was trained on {parent.base}, and a round "
+                            "continues its lineage's base model; leave out --model, or start a new lineage without --from")
+    return parent.base
 
 
 class SFTRecipe(TrainingRecipe):
@@ -220,9 +296,10 @@ class SFTRecipe(TrainingRecipe):
         self.chat_data = read_chat_data(self.config.chat_data) if self.config.chat_data else None
 
     def eval_configs(self) -> dict[str, EvalConfig]:
-        config, out = self.config, {}
-        if config.eval_qa:
-            out["qa"] = EvalConfig(suite="qa", model=config.model, data=config.eval_qa, quant=config.quant)
+        config = self.config
+        earlier = recorded_qa_files(read_run_record(config.from_run)) if config.from_run else []
+        config.eval_qa = merged_paths(earlier, config.eval_qa)  # recorded, so a later round scores them too
+        out = qa_eval_configs(config.eval_qa, config.model, config.quant)
         for suite in config.eval:
             out[suite] = EvalConfig(suite=suite, model=config.model, data=config.eval_data, limit=config.eval_limit,
                                     max_new_tokens=config.eval_max_new_tokens, quant=config.quant)
@@ -230,8 +307,19 @@ class SFTRecipe(TrainingRecipe):
 
     def load(self) -> LoadedModel:
         config = self.config
+        if config.from_run is not None:  # the lineage's adapter trains on; its LoRA shape is the run's
+            return load_model(str(config.from_run), quant=config.quant, trainable=True)
         lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, seed=config.seed)
         return load_model(config.model, quant=config.quant, lora=lora, trainable=True)
+
+    def record(self, loaded: LoadedModel) -> dict[str, Any]:
+        if self.plan.changes is None:
+            self.round = {"number": 1}
+            return {"round": self.round}
+        previous = read_run_record(self.plan.knowledge_from).get("round", {}).get("number", 1)
+        self.round = {"number": previous + 1, "knowledge_from": str(self.plan.knowledge_from.resolve()),
+                      "changes": self.plan.changes.describe(), "replayed_pairs": self.plan.replay_needed}
+        return {"parent": str(Path(self.config.from_run).resolve()), "round": self.round}
 
     def build_trainer(self, loaded: LoadedModel, run: Run, callbacks: list):
         config, tokenizer = self.config, loaded.tokenizer
@@ -239,21 +327,26 @@ class SFTRecipe(TrainingRecipe):
         if self.chat_data is not None:
             pool_messages, self.chat_info = self.chat_data, {"source": str(config.chat_data)}
         elif self.plan.chat_needed:
-            pool_messages, self.chat_info = replay_conversations(loaded, weights_hash(loaded.resolved.path),
-                                                                 config.replay_max_new_tokens)
+            with loaded.model.disable_adapter():  # the base model's own answers, in every round
+                pool_messages, self.chat_info = replay_conversations(loaded, weights_hash(loaded.resolved.path),
+                                                                     config.replay_max_new_tokens)
         else:
             pool_messages, self.chat_info = [], {"source": None}
         pool = [e for e in (chat_example(tokenizer, m, config.max_length, "general-chat") for m in pool_messages) if e]
         chats = sample_chat(pool, self.plan.chat_needed, config.seed)
 
         pairs = self.plan.qa_pairs + self._model_written_pairs(loaded)
-        # `recover` keeps these questions (supervised, or distilled from a snapshot of this run's adapter).
+        self.plan.qa_pairs = pairs
+        # What the next round compares the folder with, and the knowledge current after this round (`recover`
+        # keeps it; the next round replays its unchanged part).
         if is_main_process():
-            atomic_write_text(run.path / "knowledge_prompts.jsonl", "".join(
-                json.dumps({"prompt": p.question, "answer": p.answer, "kind": p.kind, "source": p.source}) + "\n"
-                for p in pairs))
+            write_documents(run.path, self.plan.corpus)
+            write_knowledge(run.path, self.plan.knowledge())
         qa_examples = [chat_example(tokenizer, p.messages(), config.max_length, f"qa-{p.kind}", p.source) for p in pairs]
-        examples = self.plan.chunks + [e for e in qa_examples if e] + self.plan.data_chats + chats
+        replayed = [chat_example(tokenizer, [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p["answer"]}],
+                                 config.max_length, "replay", p["source"])
+                    for p in sample_chat(self.plan.carried, self.plan.replay_needed, config.seed)]
+        examples = self.plan.chunks + [e for e in qa_examples + replayed if e] + self.plan.data_chats + chats
         random.Random(config.seed).shuffle(examples)
         self.counts: dict[str, int] = {}
         for example in examples:
@@ -304,6 +397,7 @@ class SFTRecipe(TrainingRecipe):
         tokens = int(trainer.state.num_input_tokens_seen or 0)
         losses = [m["loss"] for m in metrics if "loss" in m]
         return {
+            "round": self.round,
             "corpus": self.plan.corpus.summary(),
             "examples": self.counts,
             "general_chat": self.chat_info,

@@ -229,6 +229,8 @@ def config_record(config) -> dict[str, Any]:
     from .suites.base import HUB
 
     def recorded(value: Any) -> Any:
+        if isinstance(value, list):
+            return [recorded(v) for v in value]
         if not isinstance(value, Path):
             return value
         return str(value) if str(value) == HUB else str(value.absolute())  # `--eval-data hub` is a word, not a path
@@ -291,6 +293,32 @@ def score(eval_configs: dict[str, EvalConfig], loaded: LoadedModel, spec: str, a
     view = LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, resolved=resolve_model(spec), precision=loaded.precision)
     with loaded.model.disable_adapter() if adapter_off else contextlib.nullcontext():
         return {suite: run_eval(replace(config, model=spec), loaded=view)["metrics"] for suite, config in eval_configs.items()}
+
+
+def qa_eval_configs(files: list[Path], model: str, quant: str) -> dict[str, EvalConfig]:
+    """Document QA configs, one per file: the first reported as `qa`, others as `qa-<file stem>` (a lineage scores
+    every round's questions)."""
+    out: dict[str, EvalConfig] = {}
+    for i, path in enumerate(files):
+        name = "qa" if i == 0 else f"qa-{Path(path).stem}"
+        out[name] = EvalConfig(suite="qa", model=model, data=Path(path), quant=quant, report_name=name)
+    return out
+
+
+def recorded_qa_files(record: dict[str, Any]) -> list[Path]:
+    """The QA files a run was scored on, from its run.json (one path in runs made before --eval-qa repeated)."""
+    files = (record.get("config") or {}).get("eval_qa") or []
+    return [Path(f) for f in ([files] if isinstance(files, str) else files)]
+
+
+def merged_paths(*groups: list[Path]) -> list[Path]:
+    """The paths of every group in order, each file once however it is spelled."""
+    seen, out = set(), []
+    for path in (p for group in groups for p in group):
+        if Path(path).resolve() not in seen:
+            seen.add(Path(path).resolve())
+            out.append(Path(path))
+    return out
 
 
 class TrainingRecipe:

@@ -172,3 +172,15 @@ def test_gsm8k_without_data_scores_the_embedded_copy_offline(home, tmp_path):
     assert report["data"]["sha256"] == "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"
 
 
+
+
+def test_stale_rate_is_gated_from_above_and_says_so():
+    report = {"suite": "qa", "primary_metric": "accuracy", "metrics": {"accuracy": 0.7, "stale_rate": 0.25}}
+    assert threshold_verdict(report, None, "stale_rate", max_score=0.3)["passed"]
+    failed = threshold_verdict(report, None, "stale_rate", max_score=0.2)
+    with pytest.raises(ThresholdNotMet, match="stale_rate = 0.2500 is above --max-score 0.2"):
+        enforce_threshold(failed, "qa")
+    with pytest.raises(BadInputError, match="lower is better, so gate it with --max-score"):
+        threshold_verdict(report, 0.2, "stale_rate")
+    with pytest.raises(BadInputError, match="higher is better, so gate it with --min-score"):
+        threshold_verdict(report, None, "accuracy", max_score=0.5)

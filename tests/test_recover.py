@@ -246,7 +246,7 @@ def test_run_records_keep_paths_absolute_so_later_commands_find_them_from_anywhe
 
     monkeypatch.chdir(tmp_path)
     record = config_record(RecoverConfig(from_run=Path("runs/sft"), eval_qa=Path("qa/held_out.jsonl")))
-    assert record["eval_qa"] == str(tmp_path / "qa" / "held_out.jsonl") and record["from_run"] == str(tmp_path / "runs" / "sft")
+    assert record["eval_qa"] == [str(tmp_path / "qa" / "held_out.jsonl")] and record["from_run"] == str(tmp_path / "runs" / "sft")
 
 
 def test_an_older_sft_runs_relative_eval_qa_names_the_record_and_the_fix(tiny_sft_run, tmp_path):

@@ -37,7 +37,7 @@ def tokenizer(smollm_dir):
 def test_chunks_are_windows_with_a_masked_source_header_and_overlap(tokenizer, tmp_path):
     (tmp_path / "long.md").write_text("# Long\n" + " ".join(f"word{i}" for i in range(600)))
     corpus = read_corpus(tmp_path)
-    chunks = document_chunks(corpus, tokenizer, max_length=128, overlap=16)
+    chunks = document_chunks(corpus.documents, tokenizer, max_length=128, overlap=16)
     assert len(chunks) > 3
     header = tokenizer("Source: Long (long.md)\n\n", add_special_tokens=False)["input_ids"]
     for chunk in chunks:

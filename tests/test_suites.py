@@ -138,3 +138,32 @@ def test_random_bytes_never_crash_a_loader(tmp_path_factory, data):
     path.write_bytes(data)
     for load in _loaders().values():
         _never_a_traceback(load, path)
+
+
+def test_qa_reports_accuracy_and_stale_rate_per_kind(tmp_path):
+    path = tmp_path / "q.jsonl"
+    rows = [
+        {"id": "n1", "question": "Who runs the new lab?", "answer": "Ida Brandt", "kind": "new"},
+        {"id": "u1", "question": "What is the portal called?", "answer": "Harbour", "stale": "Lantern", "kind": "updated"},
+        {"id": "u2", "question": "How many days of leave?", "answer": "30", "stale": ["28", "twenty-eight"], "kind": "updated"},
+        {"id": "k1", "question": "Where is the office?", "answer": "Harnby", "kind": "kept"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    suite = get_suite("qa")
+    items = suite.load(path)
+    responses = ["Ida Brandt runs it.", "It is called Lantern.", "Thirty: 30 days, not 28.", "In Oslo."]
+    metrics = suite.aggregate([suite.score(item, text) for item, text in zip(items, responses, strict=True)])
+    assert metrics["accuracy"] == 0.5 and metrics["accuracy/new"] == 1.0 and metrics["accuracy/kept"] == 0.0
+    assert metrics["accuracy/updated"] == 0.5
+    # Both updated answers still give a stale value (the second alongside the new one): stale counts either way.
+    assert metrics["stale_rate"] == 1.0 and metrics["stale_rate/updated"] == 1.0 and "stale_rate/new" not in metrics
+
+
+def test_qa_rejects_a_malformed_stale_or_kind(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"question": "q", "answer": "a", "stale": {"old": "b"}}) + "\n")
+    with pytest.raises(BadInputError, match=r"q\.jsonl:1: 'stale'"):
+        get_suite("qa").load(path)
+    path.write_text(json.dumps({"question": "q", "answer": "a", "kind": "two words"}) + "\n")
+    with pytest.raises(BadInputError, match=r"q\.jsonl:1: 'kind'"):
+        get_suite("qa").load(path)

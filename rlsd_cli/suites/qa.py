@@ -3,6 +3,11 @@
 Data: JSONL `{"question", "answer", "aliases": [...]}` with an optional `id` (key field; the line number
 when absent). A response is correct when its normalised text contains the answer or an alias as whole
 words or numbers: "2" does not match inside "12", "1,000" matches "1000", case and punctuation are ignored.
+
+Two optional fields serve documents that change between training rounds:
+- `kind` (e.g. new, updated, kept): accuracy is also reported per kind, as `accuracy/<kind>`;
+- `stale`: the superseded answer (or a list of them). `stale_rate` is the share of the items that have one whose
+  response still gives it (lower is better; gate it with `--max-score`), also per kind.
 """
 
 from __future__ import annotations
@@ -47,17 +52,38 @@ class QASuite(Suite):
         aliases = record.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, (str, int, float)) for a in aliases):
             raise BadInputError(f"{where}: 'aliases' must be a list of strings")
-        key = record.get("id", number)
+        stale = record.get("stale", [])
+        stale = [stale] if isinstance(stale, (str, int, float)) else stale
+        if not isinstance(stale, list) or not all(isinstance(a, (str, int, float)) and str(a).strip() for a in stale):
+            raise BadInputError(f"{where}: 'stale' must be the superseded answer, or a list of them")
+        kind = record.get("kind")
+        if kind is not None and not (isinstance(kind, str) and re.fullmatch(r"[\w-]+", kind)):
+            raise BadInputError(f"{where}: 'kind' must be a word (letters, digits, '-' or '_'), e.g. new or updated")
         return Item(
-            key=key,
+            key=record.get("id", number),
             messages=[{"role": "user", "content": question}],
-            record={"question": question, "answer": str(answer), "aliases": [str(a) for a in aliases]},
+            record={"question": question, "answer": str(answer), "aliases": [str(a) for a in aliases],
+                    "stale": [str(a) for a in stale], "kind": kind},
         )
 
     def score(self, item: Item, response: str) -> dict[str, Any]:
         accepted = [item.record["answer"], *item.record["aliases"]]
         matched = next((a for a in accepted if contains_phrase(response, a)), None)
-        return {"correct": matched is not None, "matched": matched}
+        verdict = {"correct": matched is not None, "matched": matched, "kind": item.record.get("kind")}
+        if item.record.get("stale"):
+            verdict["stale"] = any(contains_phrase(response, a) for a in item.record["stale"])
+        return verdict
 
     def aggregate(self, verdicts: list[dict[str, Any]]) -> dict[str, float]:
-        return {"accuracy": mean([1.0 if v["correct"] else 0.0 for v in verdicts])}
+        metrics = _rates(verdicts)
+        for kind in sorted({v.get("kind") for v in verdicts} - {None}):
+            metrics.update({f"{name}/{kind}": value for name, value in _rates([v for v in verdicts if v.get("kind") == kind]).items()})
+        return metrics
+
+
+def _rates(verdicts: list[dict[str, Any]]) -> dict[str, float]:
+    rates = {"accuracy": mean([1.0 if v["correct"] else 0.0 for v in verdicts])}
+    with_stale = [v["stale"] for v in verdicts if "stale" in v]
+    if with_stale:
+        rates["stale_rate"] = mean([1.0 if s else 0.0 for s in with_stale])
+    return rates

@@ -1,0 +1,113 @@
+"""What makes an updated fact win in a second training round: the example company's two revisions, round two run
+with several settings and seeds from one round-one run, scored on round two's held-out questions.
+
+  round 1 (once): rlsd sft examples/company --recipe cpu-demo-sft, then recover --recipe cpu-demo-recover
+  round 2 (per setting and seed): rlsd sft <revision 2> --from <round 1> --recipe cpu-demo-sft-round [flags] --seed S,
+          then recover --recipe cpu-demo-recover --seed S
+
+Settings (round two's sft):
+  plain        --no-update-pairs            the new revision's chunks and Q/A pairs, unchanged documents replayed
+  update       (the default)                plus 'is this still true?' pairs for every rewritten fact sentence
+  no-retire    --no-update-pairs, and the changed documents' old Q/A pairs replayed too (what retiring prevents)
+  no-replay    --knowledge-replay 0         nothing of the unchanged documents replayed
+
+Prints one JSON object: for each setting and seed, the round-two questions' accuracy per kind (new, updated,
+kept), the stale rate and the IFEval subset after round two's sft and after its recover.
+
+    python benchmarks/continual_rounds.py [--settings plain update no-retire] [--seeds 0 1 2] [--parallel 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from common import machine
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+RLSD = str(Path(sys.executable).with_name("rlsd"))
+EVAL = ["--eval", "ifeval", "--eval-limit", "60", "--eval-max-new-tokens", "128"]
+SETTINGS = {
+    "plain": ["--no-update-pairs"],
+    "update": [],
+    "no-retire": ["--no-update-pairs"],
+    "no-replay": ["--knowledge-replay", "0"],
+}
+# Round two without retirement: the changed documents' old pairs are carried (and replayed) as if still true.
+NO_RETIRE = ("import sys, rlsd_cli.lineage as lineage; "
+             "lineage.carried_knowledge = lambda pairs, plan: [p for p in pairs if p.get('source') not in plan.removed]; "
+             "from rlsd_cli.cli import main; main(sys.argv[1:])")
+
+
+def rlsd(args: list[str], log: Path, threads: int, setting: str = "") -> dict:
+    command = [sys.executable, "-c", NO_RETIRE, *args] if setting == "no-retire" else [RLSD, *args]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    with open(log, "w") as err:
+        result = subprocess.run([*command, "--json"], stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:3])} failed; see {log}")
+    return json.loads(result.stdout)
+
+
+def scores(summary: dict) -> dict:
+    round_two = summary["eval_after"].get("qa-company_qa_revision2", {})
+    keys = ("accuracy/new", "accuracy/updated", "accuracy/kept", "stale_rate")
+    return {**{k: round_two.get(k) for k in keys}, "ifeval": summary["eval_after"]["ifeval"]["inst_level_loose_acc"],
+            "qa_round_one": summary["eval_after"]["qa"]["accuracy"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings", nargs="+", default=["plain", "update", "no-retire"], choices=list(SETTINGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--parallel", type=int, default=2, help="round-two runs at once, one thread each")
+    parser.add_argument("--runs", type=Path, default=Path("runs/continual-rounds"))
+    args = parser.parse_args()
+    runs = args.runs
+    runs.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, str(EXAMPLES / "build_docs.py")], check=True, capture_output=True)
+    revision2 = runs / "company-revision2"
+    if not revision2.is_dir():
+        shutil.copytree(EXAMPLES / "company", revision2)
+        (revision2 / "culture_and_events.md").unlink()
+        for path in (EXAMPLES / "company_revision2").iterdir():
+            shutil.copy2(path, revision2 / path.name)
+    qa = ["--eval-qa", str(EXAMPLES / "company_qa.jsonl"), "--eval-qa", str(EXAMPLES / "company_qa_revision2.jsonl")]
+    first = runs / "r1-recover"
+    if not (first / "summary.json").is_file():
+        rlsd(["sft", str(EXAMPLES / "company"), "--recipe", "cpu-demo-sft", *qa, *EVAL, "--runs-dir", str(runs),
+              "--name", "r1-sft"], runs / "r1-sft.log", threads=2)
+        rlsd(["recover", "--from", str(runs / "r1-sft"), "--recipe", "cpu-demo-recover", *EVAL, "--runs-dir", str(runs),
+              "--name", "r1-recover"], runs / "r1-recover.log", threads=2)
+    round_one = json.loads((first / "summary.json").read_text())
+
+    def round_two(setting: str, seed: int) -> dict:
+        name = f"r2-{setting}-s{seed}"
+        sft = rlsd(["sft", str(revision2), "--from", str(first), "--recipe", "cpu-demo-sft-round", *SETTINGS[setting],
+                    "--seed", str(seed), *EVAL, "--runs-dir", str(runs), "--name", f"{name}-sft"],
+                   runs / f"{name}-sft.log", threads=1, setting=setting)
+        recover = rlsd(["recover", "--from", str(runs / f"{name}-sft"), "--recipe", "cpu-demo-recover", "--seed", str(seed),
+                        *EVAL, "--runs-dir", str(runs), "--name", f"{name}-recover"], runs / f"{name}-recover.log", threads=1)
+        return {"setting": setting, "seed": seed, "after_sft": scores(sft), "after_recover": scores(recover),
+                "sft_seconds": sft["wall_seconds"], "recover_seconds": recover["wall_seconds"]}
+
+    jobs = [(s, seed) for seed in args.seeds for s in args.settings]
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        results = list(pool.map(lambda job: round_two(*job), jobs))
+    print(json.dumps({"machine": machine(), "settings": {s: SETTINGS[s] for s in args.settings}, "seeds": args.seeds,
+                      "round_one": {"base": scores({"eval_after": round_one["eval_base"]}),
+                                    "after_recover": scores(round_one)},
+                      "round_two": results, "minutes": round((time.perf_counter() - started) / 60, 1)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The table, chart and gate of examples/continual_learning.sh: one row per stage of the two rounds.
+
+    python examples/rounds_report.py RUNS PREFIX      # reads RUNS/PREFIX-r{1,2}-{sft,recover}/cli-summary.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROUND_TWO_QA = "qa-company_qa_revision2"  # the report of examples/company_qa_revision2.jsonl
+IFEVAL = "inst_level_loose_acc"
+COLUMNS = [  # (header, report, metric)
+    ("QA round 1", "qa", "accuracy"),
+    ("new", ROUND_TWO_QA, "accuracy/new"),
+    ("updated", ROUND_TWO_QA, "accuracy/updated"),
+    ("stale", ROUND_TWO_QA, "stale_rate"),
+    ("kept", ROUND_TWO_QA, "accuracy/kept"),
+    ("IFEval", "ifeval", IFEVAL),
+]
+
+
+def stages(runs: Path, prefix: str) -> list[tuple[str, dict]]:
+    summaries = {name: json.loads((runs / f"{prefix}-{name}" / "cli-summary.json").read_text())
+                 for name in ("r1-sft", "r1-recover", "r2-sft", "r2-recover")}
+    return [("base model", summaries["r1-sft"]["eval_before"]),
+            ("round 1 sft", summaries["r1-sft"]["eval_after"]),
+            ("round 1 recover", summaries["r1-recover"]["eval_after"]),
+            ("round 2 sft", summaries["r2-sft"]["eval_after"]),
+            ("round 2 recover", summaries["r2-recover"]["eval_after"])]
+
+
+def value(scores: dict, report: str, metric: str) -> float:
+    return scores.get(report, {}).get(metric, float("nan"))
+
+
+def chart(rows: list[tuple[str, dict]], target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for header, report, metric in COLUMNS:
+        ax.plot(range(len(rows)), [value(s, report, metric) for _, s in rows], marker="o", label=header)
+    ax.set_xticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of questions (stale: of the updated ones)")
+    ax.legend(fontsize=8)
+    ax.set_title("rlsd: two rounds on a changing document folder")
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    runs, prefix = Path(sys.argv[1]), sys.argv[2]
+    rows = stages(runs, prefix)
+    print(f"\n{'':18}" + "".join(f"{header:>12}" for header, _, _ in COLUMNS))
+    for label, scores in rows:
+        print(f"{label:18}" + "".join(f"{value(scores, r, m):>12.3f}" for _, r, m in COLUMNS))
+    png = runs / f"{prefix}-r2-recover" / "rounds.png"
+    chart(rows, png)
+    print(f"\nchart: {png}")
+    base, first, before, _, final = (scores for _, scores in rows)
+    checks = [
+        ("round 1 taught the documents", value(first, "qa", "accuracy") > value(base, "qa", "accuracy")),
+        ("round 2 taught the new facts", value(final, ROUND_TWO_QA, "accuracy/new") >= 0.5),
+        ("updated facts answered with the new value", value(final, ROUND_TWO_QA, "accuracy/updated") >= 0.6),
+        ("stale answers fell", value(final, ROUND_TWO_QA, "stale_rate") <= 0.2
+         and value(final, ROUND_TWO_QA, "stale_rate") < value(before, ROUND_TWO_QA, "stale_rate")),
+        ("unchanged round-one facts kept", value(final, ROUND_TWO_QA, "accuracy/kept") >= 0.9 * value(before, ROUND_TWO_QA, "accuracy/kept")),
+        ("instruction following near the base", value(final, "ifeval", IFEVAL) >= value(base, "ifeval", IFEVAL) - 0.02),
+    ]
+    for name, passed in checks:
+        print(f"{'pass' if passed else 'FAIL'}  {name}")
+    failed = [name for name, passed in checks if not passed]
+    print("GATE FAILED: " + "; ".join(failed) if failed else "gate passed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
