@@ -71,13 +71,23 @@ def _blocks(text: str) -> list[str]:
     return blocks
 
 
+LONG_BLOCK = 10_000  # characters: a paragraph longer than this is split at sentence ends by a plain rule
+
+
 def split_sentences(text: str) -> list[str]:
+    """Sentences by NLTK's Punkt model, paragraph by paragraph. A paragraph of more than LONG_BLOCK characters (a
+    dump without line breaks) is split by a plain end-of-sentence rule instead: Punkt's cost on one huge block
+    would hold the whole run up for minutes."""
     from .offline_nlp import ensure_punkt
 
     ensure_punkt()
     import nltk
 
-    return [s.strip() for block in _blocks(text) for s in nltk.sent_tokenize(block) if s.strip()]
+    sentences = []
+    for block in _blocks(text):
+        pieces = re.split(r"(?<=[.!?])\s+", block) if len(block) > LONG_BLOCK else nltk.sent_tokenize(block)
+        sentences.extend(s.strip() for s in pieces if s.strip())
+    return sentences
 
 
 def is_fact(sentence: str) -> bool:

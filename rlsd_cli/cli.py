@@ -17,7 +17,9 @@ from pathlib import Path  # noqa: E402
 
 import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
+from typer.exceptions import Abort  # noqa: E402
 
 from . import __version__, console, distributed  # noqa: E402
 from .configs import ReasonConfig, RecoverConfig, SFTConfig, describe_bounds, flag_name  # noqa: E402
@@ -30,6 +32,24 @@ _state = {"json": False}
 
 class _Group(TyperGroup):
     """Turns expected failures into one line on stderr and their exit code, and Ctrl-C into 130."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Bad usage (an unknown flag, a value of the wrong type) is one line and exit 2 as well, not click's box."""
+        _state["argv"] = list(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:
+            exc.show()
+            code = 2
+        except ClickException as exc:
+            where = f"rlsd {exc.ctx.command_path.split(' ', 1)[1]}" if getattr(exc, "ctx", None) and " " in exc.ctx.command_path else "rlsd"
+            code = _report(f"{' '.join(exc.format_message().split()).rstrip('.')}; see `{where} --help`", 2)
+        except Abort:
+            code = _report("interrupted", EXIT_INTERRUPTED)
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
     def invoke(self, ctx):
         try:
@@ -77,11 +97,18 @@ def _fail(message: str, code: int):
     removed = discard_unstarted()
     if removed:  # still one line: the error, then what was cleaned up
         message += f" (removed the new run folder {', '.join(map(str, removed))}: it had not started training)"
-    if _state["json"] and not _state.get("reported") and distributed.is_main_process():
+    raise typer.Exit(_report(message, code))
+
+
+def _report(message: str, code: int) -> int:
+    """The one error line (and with --json, before or after the verb, the one JSON object); returns the code."""
+    message = " ".join(message.split())  # one line, whatever a library's message held
+    wants_json = _state["json"] or "--json" in _state.get("argv", [])
+    if wants_json and not _state.get("reported") and distributed.is_main_process():
         console.print_json({"error": message, "exit_code": code})
     _write_line(f"rlsd: error: {message}\n")
     distributed.record_exit_code(code)
-    raise typer.Exit(code)
+    return code
 
 
 app = typer.Typer(
@@ -123,6 +150,7 @@ def _version(value: bool):
 
 @app.callback()
 def main_callback(
+    ctx: typer.Context,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
@@ -132,7 +160,12 @@ def main_callback(
 ):
     _state["json"] = json_out
     if num_processes > 1 and not os.environ.get(distributed.LAUNCHED):
-        raise typer.Exit(distributed.relaunch(num_processes, _without_option(sys.argv[1:], "--num-processes")))
+        # The verb's flags are parsed here first: a bad one is one line from this process, not one from each worker.
+        argv = _without_option(_state["argv"], "--num-processes")
+        with ctx.command.make_context("rlsd", list(argv)) as parsed:
+            name, command, args = ctx.command.resolve_command(parsed, [*parsed._protected_args, *parsed.args])
+            command.make_context(name, args, parent=parsed).close()
+        raise typer.Exit(distributed.relaunch(num_processes, argv))
     if os.environ.get(distributed.LAUNCHED):
         distributed.register_worker()
     if trust_remote_code:
@@ -632,7 +665,14 @@ def eval_compare(
     console.say(f"chart: {result['plot']}")
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM is Ctrl-C: one line, exit 130, a run that had not started removed
+
+
 def main(argv: list[str] | None = None) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     app(args=argv, prog_name="rlsd")
 
 

@@ -134,6 +134,8 @@ class RunOptions(Options):
 
     def check(self) -> None:
         super().check()
+        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
+            raise BadInputError(f"--name {self.name!r}: a run name is one folder name, without '/' or a leading '.'")
         if self.resume and self.force:
             raise BadInputError("--resume and --force contradict each other: --resume continues the run, --force "
                                 "starts it again; pass one")
@@ -151,6 +153,15 @@ class EvalOptions(Options):
                                     "the hub's).")
     eval_limit: int | None = option(None, "Seeded sample of N items of the --eval suites.", ge=1)
     eval_max_new_tokens: int | None = option(None, "Most tokens per --eval response.", ge=1)
+
+    def check(self) -> None:
+        super().check()
+        from .suites import SUITES
+
+        for suite in self.eval:
+            if suite not in SUITES or suite == "qa":
+                raise BadInputError(f"--eval {suite!r}: choose {', '.join(s for s in SUITES if s != 'qa')} (document QA "
+                                    "files go to --eval-qa)")
 
 
 @dataclass(kw_only=True)

@@ -10,7 +10,8 @@ from rich.console import Console
 
 from .distributed import is_main_process
 
-stdout = Console(soft_wrap=True)
+# A pipe or a file gets every value whole: rich would fit tables to 80 columns and cut names and paths.
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
 stderr = Console(stderr=True, soft_wrap=True)
 
 

@@ -107,7 +107,7 @@ def _cache_key(parts: dict[str, Any]) -> str:
 
 def _read_responses(path: Path, suite: Suite, items: list[Item]) -> tuple[list[Item], list[str]]:
     by_key = {str(item.key): item for item in items}
-    chosen, responses = [], []
+    chosen, responses, seen = [], [], {}
     for number, record in read_jsonl(path):
         if suite.key_field not in record or not isinstance(record.get("response"), str):
             raise BadInputError(
@@ -116,6 +116,10 @@ def _read_responses(path: Path, suite: Suite, items: list[Item]) -> tuple[list[I
         key = str(record[suite.key_field])
         if key not in by_key:
             raise BadInputError(f"{path}:{number}: no item with {suite.key_field}={key} in the data")
+        if key in seen:
+            raise BadInputError(f"{path}:{number}: a second response for {suite.key_field}={key} (line {seen[key]} has one); "
+                                "keep one response per item")
+        seen[key] = number
         chosen.append(by_key[key])
         responses.append(record["response"])
     return chosen, responses
@@ -385,7 +389,7 @@ def _plot(specs: list[str], rows: list[dict[str, Any]], target: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows) * len(specs) / 2 + 3), 4.5))
     for j, spec in enumerate(specs):
         xs = [i + (j - (len(specs) - 1) / 2) * width for i in range(len(rows))]
-        ax.bar(xs, [r["values"][j] or 0 for r in rows], width, label=spec)
+        ax.bar(xs, [r["values"][j] or 0 for r in rows], width, label=Path(spec).name if Path(spec).is_dir() else spec)
     ax.set_xticks(range(len(rows)), labels, fontsize=8)
     ax.set_ylabel("score")
     ax.set_ylim(0, 1)

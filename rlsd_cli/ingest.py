@@ -21,6 +21,7 @@ from .errors import BadInputError
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx", ".jsonl", ".json"}
+MAX_FILE_BYTES = 50 * 1024 * 1024  # one file; a bigger one is skipped with its reason (split it)
 
 
 @dataclass
@@ -211,8 +212,12 @@ def read_file(path: Path, corpus: Corpus, relative: str) -> None:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise Skip(f"unsupported file type '{suffix or path.name}' (supported: {', '.join(sorted(SUPPORTED))})")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise Skip("empty file")
+    if size > MAX_FILE_BYTES:
+        raise Skip(f"{size / 2**20:.0f} MiB, more than the {MAX_FILE_BYTES // 2**20} MiB one file may be; split it into "
+                   "smaller files")
     if suffix in {".jsonl", ".json"}:
         _read_records(path, corpus, relative)
         return
@@ -241,13 +246,17 @@ def read_corpus(folder: str | Path, strict: bool = False) -> Corpus:
         files = [root]
         root = root.parent
     else:
-        files = sorted(p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        files = sorted(p for p in root.rglob("*") if not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(root).parts))
     corpus = Corpus(root=root)
     seen: set[str] = set()
     for path in files:
         relative = str(path.relative_to(root))
         before = len(corpus.documents)
         try:
+            if not path.exists():
+                raise Skip("a broken symbolic link (its target is gone)")
+            if not path.is_file():  # opening a FIFO would wait forever
+                raise Skip("not a regular file (a pipe, socket or device); not read")
             read_file(path, corpus, relative)
             corpus.files_read += 1
         except Skip as skip:

@@ -112,6 +112,9 @@ def write_math_data(out: Path, n: int, seed: int = 0, test_fraction: float = 0.2
         raise BadInputError(f"{out}: not a folder; --out takes a folder for train.jsonl and test.jsonl")
     problems = generate_problems(n, seed, max_steps)
     n_test = max(1, round(n * test_fraction)) if n > 1 else 0
+    if n - n_test < 1:
+        raise BadInputError(f"--n {n} with --test-fraction {test_fraction} leaves no training problem; ask for more "
+                            "problems or a smaller test fraction")
     splits = {"test": problems[:n_test], "train": problems[n_test:]}
     out.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():

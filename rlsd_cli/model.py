@@ -26,7 +26,7 @@ from typing import Any
 
 from . import env
 from .console import say
-from .errors import BadInputError, RlsdError
+from .errors import BadInputError
 from .fsutil import atomic_directory, atomic_write_json, dir_size_bytes
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -189,7 +189,8 @@ def weights_hash(model_dir: Path) -> str:
 
 @contextlib.contextmanager
 def _file_lock(path: Path, waiting_message: str):
-    """Hold a file lock; say so when another process has it, so a wait never looks like a hang."""
+    """Hold a file lock; say so when another process has it, so a wait never looks like a hang. A failure inside
+    removes the lock file (the lock itself lives in the kernel; the file is only its name), leaving nothing behind."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(path))
@@ -200,6 +201,10 @@ def _file_lock(path: Path, waiting_message: str):
         lock.acquire()
     try:
         yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
     finally:
         lock.release()
 
@@ -224,10 +229,12 @@ def convert_gguf(gguf_file: Path, out_dir: Path, *, source: dict[str, Any] | Non
 
         say(f"converting {gguf_file.name} to safetensors once, into {out_dir}")
         with atomic_directory(out_dir) as tmp:
-            tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-            loaded = AutoModelForCausalLM.from_pretrained(
-                gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32
-            )
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+                loaded = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
+            except Exception as exc:  # empty, truncated or not a model transformers reads from GGUF
+                raise BadInputError(f"{gguf_file}: not a GGUF model rlsd can read ({_first_line(exc)}); pass a complete "
+                                    ".gguf file of a model family transformers supports") from None
             template = PUBLISHED_CHAT_TEMPLATES.get(loaded.config.model_type)
             if tokenizer.chat_template is None and template:
                 say(f"{gguf_file.name} carries no chat template: using {loaded.config.model_type}'s published turn "
@@ -340,6 +347,8 @@ def _check_model_folder(path: Path, spec: str) -> Path:
 
 def resolve_model(spec: str | None = None) -> ResolvedModel:
     """Turn a model spec into folders on disk, converting or downloading once where needed."""
+    if spec is not None and not spec.strip():
+        raise BadInputError(f"--model is empty; pass {SPEC_FORMS}, or leave it out for {DEFAULT_MODEL}")
     spec = (spec or DEFAULT_MODEL).strip()
     if spec in EMBEDDED_MODELS:
         return ResolvedModel(spec=spec, kind="embedded", path=_resolve_embedded(EMBEDDED_MODELS[spec]))
@@ -605,7 +614,11 @@ def load_tokenizer(model_dir: Path):
 
     from .chat_format import turn_end_token
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=remote_code_allowed())
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=remote_code_allowed())
+    except Exception as exc:  # no tokenizer files, or damaged ones
+        raise BadInputError(f"{model_dir}: could not load its tokenizer ({_first_line(exc)}); a model folder needs its "
+                            "tokenizer files (tokenizer.json or tokenizer.model, tokenizer_config.json)") from None
     turn_end = turn_end_token(tokenizer)
     if turn_end and turn_end != tokenizer.eos_token:
         # A template whose turns end with their own token (Gemma's <end_of_turn>, not <eos>): that token is the end
@@ -626,6 +639,10 @@ def stop_at_turn_end(model, tokenizer) -> None:
         ids = ids if isinstance(ids, list) else [] if ids is None else [ids]
         if holder is not None and tokenizer.eos_token_id not in ids:
             holder.eos_token_id = [tokenizer.eos_token_id, *ids]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _sharded_weights() -> bool:
@@ -671,11 +688,12 @@ def load_model(
         kwargs["device_map"] = {"": precision.device}
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # a corrupt or foreign weights file raises whatever its reader raises
         if "trust_remote_code" in str(exc):
             raise BadInputError(f"{resolved.path}: this model needs its own Python code to load; read it, and if you "
                                 "trust it run `rlsd --trust-remote-code ...`") from None
-        raise RlsdError(f"{resolved.path}: could not load the model ({str(exc).splitlines()[0][:200]})") from None
+        raise BadInputError(f"{resolved.path}: could not load the model ({_first_line(exc)}); restore or replace its "
+                            "weights") from None
     if precision.quant == "none":
         model.to(precision.device)
     disable_bnb_cpu_repacking(model)
@@ -685,7 +703,11 @@ def load_model(
     if resolved.adapter_path is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, resolved.adapter_path, is_trainable=trainable)
+        try:
+            model = PeftModel.from_pretrained(model, resolved.adapter_path, is_trainable=trainable)
+        except Exception as exc:  # a truncated or foreign adapter file
+            raise BadInputError(f"{resolved.adapter_path}: could not load the adapter ({_first_line(exc)}); the run's "
+                                "adapter is damaged: train the run again or restore it") from None
     elif lora is not None:
         from peft import get_peft_model, prepare_model_for_kbit_training
 

@@ -33,20 +33,42 @@ def recipe_path(spec: Path | str) -> Path:
     raise BadInputError(f"--recipe {spec}: no such file (shipped recipes: {known}; `rlsd recipes list`)")
 
 
+MAX_RECIPE_BYTES = 64 * 1024  # a recipe is a page of flags; anything bigger is not one
+
+
+def _loader():
+    """YAML's safe loader without anchors and aliases: a recipe has no use for them, and an alias bomb (a few lines
+    that expand to gigabytes) would otherwise cost minutes and memory before any check ran."""
+    import yaml
+
+    class RecipeLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"line {mark.line + 1}: YAML anchors and aliases (& and *) are not allowed in a recipe")
+            return super().compose_node(parent, index)
+
+    return RecipeLoader
+
+
 def read_recipe(path: Path) -> list[tuple[str, Any, int]]:
     """(key, value, line) for every top-level key of a YAML mapping, in file order."""
     import yaml
 
     try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise BadInputError(f"{path}: {path.stat().st_size:,} bytes, more than a recipe's {MAX_RECIPE_BYTES:,}; a recipe "
+                                "is a short YAML file of flags")
         text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_loader())
+        data = yaml.load(text, Loader=_loader())
     except UnicodeDecodeError:
         raise BadInputError(f"{path}: not UTF-8 text; save the recipe as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise BadInputError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc}); fix the syntax") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise BadInputError(f"{where}: not valid YAML ({problem}); fix the syntax") from None
     if data is None:
         return []
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
@@ -79,6 +101,8 @@ def apply_recipe(ctx, spec: Path | str | None, values: dict[str, Any]) -> dict[s
     values = dict(values)
     for key, value, line in read_recipe(path):
         param = keys.get(key)
+        if value is None and param is not None:
+            raise BadInputError(f"{path}:{line}: {key} has no value; give one (e.g. '{key}: ...') or delete the line")
         if param is None:
             raise BadInputError(f"{path}:{line}: unknown key {key!r} for `rlsd {ctx.command_path.split(' ', 1)[-1]}`; "
                                 f"valid keys: {', '.join(valid)}")

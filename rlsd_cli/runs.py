@@ -161,6 +161,12 @@ class Run:
         with contextlib.suppress(ValueError):
             _unstarted.remove(self.path)
 
+    def mark_failed(self, step: int, reason: str) -> None:
+        """failure.json: training stopped for good at `step` (`runs list` shows the run as failed)."""
+        if is_main_process():
+            atomic_write_json(self.path / "failure.json", {"step": step, "reason": reason,
+                                                           "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
     def log_metrics(self, step: int, **metrics: Any) -> None:
         if not is_main_process():  # Trainer and TRL already reduced the values across ranks
             return
@@ -170,9 +176,11 @@ class Run:
         rows = []
         path = self.path / "metrics.jsonl"
         if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 with contextlib.suppress(ValueError):  # a torn last line after a crash
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
+                    if isinstance(row, dict) and isinstance(row.get("step", 0), (int, float)):  # anything else is not ours
+                        rows.append(row)
         return rows
 
     def drop_metrics_after(self, step: int) -> int:
@@ -294,7 +302,12 @@ def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
     for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not (path / RUN_RECORD).is_file():
             continue
-        rows.append(describe_run(path))
+        try:
+            rows.append(describe_run(path))
+        except BadInputError as exc:  # one damaged run is listed as such, and the others still are
+            rows.append({"name": path.name, "path": str(path), "verb": None, "created": None, "base_model": "-",
+                         "parent": None, "status": f"unreadable: {exc}", "steps": 0, "adapter_size_bytes": 0,
+                         "summary": {}, "record": {}})
     return rows
 
 
@@ -304,6 +317,8 @@ def describe_run(path: Path) -> dict[str, Any]:
     summary = run.summary() or {}
     metrics = run.metrics()
     status = "finished" if (path / "adapter" / "adapter_config.json").is_file() and summary else "incomplete"
+    if (path / "failure.json").is_file():
+        status = "failed"
     return {
         "name": path.name,
         "path": str(path),

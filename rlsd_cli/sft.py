@@ -161,8 +161,8 @@ def update_pairs(previous: dict[str, Any], document: Document) -> list[QAPair]:
             for old, new in changed_facts(previous, document, split_sentences)]
 
 
-def plan(config: SFTConfig, tokenizer) -> Plan:
-    corpus = read_corpus(config.docs, strict=config.strict)
+def plan(config: SFTConfig, tokenizer, corpus: Corpus | None = None) -> Plan:
+    corpus = corpus or read_corpus(config.docs, strict=config.strict)
     documents, knowledge_from, changes, carried, extra = corpus.documents, None, None, [], []
     if config.from_run is not None:
         knowledge_from = knowledge_run(config.from_run)
@@ -261,13 +261,14 @@ class DocumentSFTTrainer(SFTTrainer):
 
 
 def run_sft(config: SFTConfig) -> dict[str, Any]:
+    corpus = read_corpus(config.docs, strict=config.strict)  # the documents first: a bad folder fails before any model work
     if config.from_run is not None:
         config.model = lineage_base(config)
     resolved = resolve_model(config.model)
     if resolved.kind == "run":
         raise BadInputError(f"--model {config.model}: sft starts from a base model; to continue a run's lineage on "
                             f"new documents use --from {config.model}, to finish an interrupted run --resume")
-    the_plan = plan(config, load_tokenizer(resolved.path))
+    the_plan = plan(config, load_tokenizer(resolved.path), corpus)
     if config.dry_run:
         return {"dry_run": True, "model": config.model, "config": config_record(config), **the_plan.describe(seed=config.seed)}
     return run_recipe(SFTRecipe(config, the_plan))

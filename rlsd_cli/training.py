@@ -28,6 +28,36 @@ class Interrupted(RlsdError):
     exit_code = EXIT_INTERRUPTED
 
 
+class Diverged(RlsdError):
+    """The loss or the gradient stopped being a finite number: nothing trained after that step can be kept."""
+
+
+FAILURE_RECORD = "failure.json"
+
+
+class StopWhenNonFinite(TrainerCallback):
+    """Stops training the first step whose logged loss or gradient norm is NaN or infinite, whatever caused it (a
+    learning rate too high, a broken batch), marking the run failed; checkpoints already written stay as they were
+    and nothing after the bad step is saved."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        import math
+
+        values = {k: _number(v, keep_non_finite=True) for k, v in (logs or {}).items() if k in ("loss", "grad_norm")}
+        bad = {k: v for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)}
+        if not bad:
+            return
+        last = latest_checkpoint(self.run)
+        reason = ", ".join(f"{k} {v}" for k, v in bad.items())
+        self.run.mark_failed(state.global_step, reason)
+        raise Diverged(f"{reason} at step {state.global_step}: training stopped and {self.run.path} is marked failed; "
+                       f"{f'its last good checkpoint is {last}' if last else 'no checkpoint was written'}. Lower --lr, "
+                       "or look at that step's batch")
+
+
 def peak_rss_bytes() -> int:
     """Peak resident memory of this process (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -104,13 +134,17 @@ class PeriodicEval(TrainerCallback):
         say(f"eval at step {state.global_step}: " + ", ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in row.items()))
 
 
-def _number(value: Any) -> Any:
-    """Trainer logs may hold numbers as formatted strings; store numbers."""
+def _number(value: Any, keep_non_finite: bool = False) -> Any:
+    """Trainer logs may hold numbers as formatted strings; store numbers (NaN and infinities as null: JSON has none)."""
+    import math
+
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
             return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return value if keep_non_finite else None
     return round(value, 6) if isinstance(value, float) else value
 
 
@@ -207,6 +241,7 @@ def train(trainer, run: Run, resume: bool) -> None:
         run.drop_metrics_after(int(checkpoint.name.rsplit("-", 1)[-1]))
     stopper = StopAtStepEnd()
     trainer.add_callback(stopper)
+    trainer.callback_handler.callbacks.insert(0, StopWhenNonFinite(run))  # before the step is logged as a number
     try:
         with stopper.handling_signals():
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -57,6 +57,56 @@ CASES = [
      ["reason", "--data", "{tmp}/m", "--steps", "0"], ["--steps", "positive"]),
     ("verifier-plugin-not-importable", {"m/train.jsonl": '{"prompt": "1+1?", "answer": "2"}\n'},
      ["reason", "--data", "{tmp}/m", "--verifier", "python:no_such_module_here:score"], ["no_such_module_here"]),
+    # Numbers that are not numbers: refused for every float option, as flags and in recipes.
+    ("nan-learning-rate", {}, ["sft", str(DOCS), "--lr", "nan", "--dry-run"], ["--lr", "finite"]),
+    ("infinite-learning-rate", {}, ["sft", str(DOCS), "--lr", "inf", "--dry-run"], ["--lr", "finite"]),
+    ("nan-epochs", {}, ["sft", str(DOCS), "--epochs", "nan", "--dry-run"], ["--epochs", "finite"]),
+    ("nan-temperature", {"m/train.jsonl": '{"prompt": "1+1?", "answer": "2"}\n'},
+     ["reason", "--data", "{tmp}/m", "--temperature", "nan"], ["--temperature", "finite"]),
+    ("nan-min-score", {"m.jsonl": '{"prompt": "1+1?", "answer": "2"}\n', "r.jsonl": '{"id": 1, "response": "2"}\n'},
+     ["eval", "math", "--data", "{tmp}/m.jsonl", "--responses", "{tmp}/r.jsonl", "--min-score", "nan"], ["--min-score", "finite"]),
+    ("nan-in-a-recipe", {"r.yaml": "lr: .nan\n"}, ["sft", str(DOCS), "--recipe", "{tmp}/r.yaml", "--dry-run"], ["--lr", "finite"]),
+    ("keep-mix-out-of-range", {}, ["recover", "--from", "{tmp}/nowhere", "--keep-mix", "1.5"], ["--keep-mix", "[0, 1)"]),
+    # Checked before any model work.
+    ("negative-seed", {}, ["sft", str(DOCS), "--seed", "-1", "--dry-run"], ["--seed"]),
+    ("run-name-with-a-slash", {}, ["sft", str(DOCS), "--name", "a/b", "--dry-run"], ["--name", "one folder name"]),
+    ("unknown-eval-suite", {}, ["sft", str(DOCS), "--eval", "nosuchsuite", "--dry-run"], ["--eval 'nosuchsuite'"]),
+    ("ifeval-argument-of-another-instruction", {
+        "if.jsonl": json.dumps({"key": 1, "prompt": "p", "instruction_id_list": ["length_constraints:number_words"],
+                                "kwargs": [{"num_wordz": 3}]}) + "\n", "r.jsonl": '{"key": 1, "response": "x"}\n'},
+     ["eval", "ifeval", "--data", "{tmp}/if.jsonl", "--responses", "{tmp}/r.jsonl"], ["if.jsonl:1", "num_wordz"]),
+    ("ifeval-argument-of-the-wrong-type", {
+        "if.jsonl": json.dumps({"key": 1, "prompt": "p", "instruction_id_list": ["length_constraints:number_words"],
+                                "kwargs": [{"num_words": "many", "relation": "less than"}]}) + "\n",
+        "r.jsonl": '{"key": 1, "response": "x"}\n'},
+     ["eval", "ifeval", "--data", "{tmp}/if.jsonl", "--responses", "{tmp}/r.jsonl"], ["if.jsonl:1", "not usable"]),
+    ("empty-model-spec", {}, ["chat", "--model", "", "-p", "hi"], ["--model is empty"]),
+    ("empty-model-spec-for-sft", {}, ["sft", str(DOCS), "--model", " ", "--dry-run"], ["--model is empty"]),
+    ("continue-from-nowhere", {}, ["sft", str(DOCS), "--from", "{tmp}/nowhere", "--dry-run"], ["nowhere", "no such file"]),
+    ("continue-from-a-plain-folder", {"plain/a.txt": "x"}, ["sft", str(DOCS), "--from", "{tmp}/plain", "--dry-run"],
+     ["plain", "run folder"]),
+    # Usage errors: one line too, not click's box.
+    ("not-a-number", {}, ["sft", str(DOCS), "--lr", "abc", "--dry-run"], ["Invalid value for '--lr'", "rlsd sft --help"]),
+    ("unknown-flag", {}, ["sft", str(DOCS), "--nosuch"], ["No such option: --nosuch"]),
+    ("unknown-verb", {}, ["nosuchverb"], ["No such command 'nosuchverb'"]),
+    # Recipes.
+    ("recipe-empty-value", {"r.yaml": "lr:\n"}, ["sft", str(DOCS), "--recipe", "{tmp}/r.yaml", "--dry-run"], ["r.yaml:1", "no value"]),
+    ("recipe-not-utf8", {"r.yaml": b"lr: 0.1 \xff\xfe\n"}, ["recipes", "show", "{tmp}/r.yaml"], ["r.yaml", "UTF-8"]),
+    ("recipe-alias-bomb", {"r.yaml": 'a: &a ["x","x","x","x"]\nb: &b [*a,*a,*a,*a]\nc: [*b,*b,*b,*b]\n'},
+     ["sft", str(DOCS), "--recipe", "{tmp}/r.yaml", "--dry-run"], ["r.yaml", "anchors and aliases"]),
+    ("recipe-too-big", {"r.yaml": "lr: 0.001\n" + "# padding\n" * 8000}, ["sft", str(DOCS), "--recipe", "{tmp}/r.yaml", "--dry-run"],
+     ["r.yaml", "more than a recipe"]),
+    ("recipe-not-a-mapping", {"r.yaml": "- lr\n- 0.1\n"}, ["sft", str(DOCS), "--recipe", "{tmp}/r.yaml", "--dry-run"], ["r.yaml", "mapping"]),
+    # Quiet wrong answers, now loud.
+    ("duplicate-response-keys", {"m.jsonl": '{"prompt": "1+1?", "answer": "2"}\n',
+                                 "r.jsonl": '{"id": 1, "response": "2"}\n{"id": 1, "response": "3"}\n'},
+     ["eval", "math", "--data", "{tmp}/m.jsonl", "--responses", "{tmp}/r.jsonl"], ["r.jsonl:2", "a second response"]),
+    ("no-training-problems", {}, ["data", "math", "--n", "2", "--test-fraction", "0.99", "--out", "{tmp}/m"], ["no training problem"]),
+    ("stale-rate-gated-from-below", {"q.jsonl": '{"question": "q", "answer": "a", "stale": "b"}\n', "r.jsonl": '{"id": 1, "response": "a"}\n'},
+     ["eval", "qa", "--data", "{tmp}/q.jsonl", "--responses", "{tmp}/r.jsonl", "--metric", "stale_rate", "--min-score", "0.1"],
+     ["lower is better", "--max-score"]),
+    ("corrupt-run-record", {"runs/bad/run.json": "{not json"}, ["runs", "show", "{tmp}/runs/bad"], ["run.json", "not valid JSON"]),
+    ("compare-one-model", {}, ["eval", "compare", "smollm2-135m"], ["at least two"]),
 ]
 
 
@@ -71,13 +121,23 @@ def test_bad_input_is_one_line_exit_2_naming_the_problem(tmp_path, monkeypatch, 
     _write(tmp_path, files)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    home = tmp_path.with_name(tmp_path.name + "-home")  # caches may fill (the NLTK model); nothing else may appear
+    monkeypatch.setenv("RLSD_HOME", str(home))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = CliRunner().invoke(app, argv)
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2, (result.stderr, result.exception)
     assert len(lines) == 1 and lines[0].startswith("rlsd: error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
-    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written, nothing lost
+    # --json, before or after the verb: the same line on stderr, and one JSON object on stdout.
+    for placed in (["--json", *argv], [*argv, "--json"]):
+        as_json = CliRunner().invoke(app, placed)
+        assert as_json.exit_code == 2 and len(as_json.stdout.strip().splitlines()) == 1, (placed, as_json.stdout)
+        assert json.loads(as_json.stdout) == {"error": lines[0].removeprefix("rlsd: error: "), "exit_code": 2}
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if not p.is_dir() or any(p.iterdir()))
+    assert after == [p for p in before if not (tmp_path / p).is_dir() or any((tmp_path / p).iterdir())]  # nothing written
+    assert not [p for p in home.rglob("*") if p.suffix == ".lock" or "models" in p.parts]  # no lock, no half-made model
 
 
 def test_a_bad_evaluation_file_stops_the_run_before_it_starts(tmp_path, tiny_model_dir):

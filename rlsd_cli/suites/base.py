@@ -29,7 +29,7 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
         raise BadInputError(f"{path}: is a folder; pass a .jsonl file")
     rows = []
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark at the start is allowed, as in documents
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue

@@ -14,6 +14,26 @@ from ..errors import BadInputError
 from .base import Item, Suite, mean, require
 
 
+def check_arguments(instruction, arguments: dict[str, Any], where: str) -> None:
+    """The checker's own arguments, of types it can use: a wrong key or type fails here, at load, naming the line,
+    rather than as a traceback in the middle of scoring. The checker draws random defaults for arguments left out,
+    so the global random state is kept as it was."""
+    given = {k: v for k, v in arguments.items() if v}  # as the harness passes them
+    allowed = set(instruction.get_instruction_args_keys() or [])
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise BadInputError(f"{where}: unknown argument {unknown[0]!r} (this instruction takes "
+                            f"{', '.join(sorted(allowed)) or 'none'}); fix or delete that line")
+    state = random.getstate()
+    try:
+        instruction.build_description(**given)
+    except Exception as exc:  # the checkers compare and format their arguments: a wrong type fails somewhere inside
+        raise BadInputError(f"{where}: arguments {given} are not usable ({type(exc).__name__}: {exc}); fix or delete "
+                            "that line") from None
+    finally:
+        random.setstate(state)
+
+
 class IFEvalSuite(Suite):
     name = "ifeval"
     description = "IFEval verifiable instructions; prompt- and instruction-level accuracy, strict and loose"
@@ -33,9 +53,12 @@ class IFEvalSuite(Suite):
             raise BadInputError(f"{where}: 'kwargs' must be a list with one object per instruction id")
         from ..offline_nlp import ifeval_registry
 
-        unknown = [i for i in ids if i not in ifeval_registry().INSTRUCTION_DICT]
+        registry = ifeval_registry().INSTRUCTION_DICT
+        unknown = [i for i in ids if i not in registry]
         if unknown:
             raise BadInputError(f"{where}: unknown instruction id {unknown[0]!r}")
+        for instruction_id, arguments in zip(ids, kwargs, strict=True):
+            check_arguments(registry[instruction_id](instruction_id), arguments, f"{where}: {instruction_id}")
         return Item(
             key=record.get("key", number),
             messages=[{"role": "user", "content": prompt}],

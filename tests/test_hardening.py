@@ -1,0 +1,196 @@
+"""Damaged models and runs, signals before the first step, a loss that stops being a number, output to a pipe, and
+fuzzed recipes and evaluation files: each ends in one line and a clean state, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import run_cli
+from rlsd_cli.errors import BadInputError
+
+DOCS = Path(__file__).parent / "data" / "docs"
+CHAT = Path(__file__).parent / "data" / "chat_small.jsonl"
+TINY_SFT = ["--chat-data", str(CHAT), "--max-length", "64", "--chunk-overlap", "8", "--batch-size", "4"]
+
+
+def _one_error_line(result, *fragments: str) -> str:
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("rlsd: error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+    return errors[0]
+
+
+def test_damaged_weights_tokenizer_and_gguf_are_one_line_each(tiny_model_dir, tmp_path):
+    home = {"RLSD_HOME": str(tmp_path / "home")}
+    garbage = tmp_path / "garbage"
+    shutil.copytree(tiny_model_dir, garbage)
+    (garbage / "model.safetensors").write_bytes(os.urandom(4096))
+    result = run_cli("chat", "--model", str(garbage), "-p", "hi", env_extra=home)
+    assert result.returncode == 2
+    _one_error_line(result, "garbage", "could not load the model")
+
+    no_tokenizer = tmp_path / "no-tokenizer"
+    no_tokenizer.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(tiny_model_dir / name, no_tokenizer / name)
+    result = run_cli("chat", "--model", str(no_tokenizer), "-p", "hi", env_extra=home)
+    assert result.returncode == 2
+    _one_error_line(result, "no-tokenizer", "tokenizer")
+
+    for name, content in (("empty.gguf", b""), ("random.gguf", os.urandom(2048))):
+        (tmp_path / name).write_bytes(content)
+        result = run_cli("chat", "--model", str(tmp_path / name), "-p", "hi", env_extra=home)
+        assert result.returncode == 2
+        _one_error_line(result, name)
+    assert not [p for p in (tmp_path / "home").rglob("*") if p.is_file()]  # no lock file, no half-converted model
+
+
+def test_a_truncated_adapter_is_one_line(tiny_model_dir, tmp_path):
+    runs = tmp_path / "runs"
+    result = run_cli("sft", str(DOCS), "--model", str(tiny_model_dir), *TINY_SFT, "--max-steps", "1", "--runs-dir", str(runs),
+                     "--name", "r")
+    assert result.returncode == 0, result.stderr
+    adapter = runs / "r" / "adapter" / "adapter_model.safetensors"
+    adapter.write_bytes(adapter.read_bytes()[:100])
+    result = run_cli("chat", "--model", str(runs / "r"), "-p", "hi")
+    assert result.returncode == 2
+    _one_error_line(result, "adapter", "could not load the adapter")
+
+
+def test_a_corrupt_run_record_and_metrics_line_do_not_hide_the_other_runs(tiny_model_dir, tmp_path):
+    runs = tmp_path / "runs"
+    result = run_cli("sft", str(DOCS), "--model", str(tiny_model_dir), *TINY_SFT, "--max-steps", "1", "--runs-dir", str(runs),
+                     "--name", "good")
+    assert result.returncode == 0, result.stderr
+    with open(runs / "good" / "metrics.jsonl", "a") as metrics:
+        metrics.write("[1, 2, 3]\n\"a string\"\n")
+    (runs / "bad").mkdir()
+    (runs / "bad" / "run.json").write_text("{not json")
+    listed = run_cli("runs", "list", "--runs-dir", str(runs), "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in json.loads(listed.stdout)["runs"]}
+    assert rows["good"]["status"] == "finished" and rows["good"]["steps"] == 1
+    assert rows["bad"]["status"].startswith("unreadable") and "not valid JSON" in rows["bad"]["status"]
+    shown = run_cli("runs", "show", str(runs / "good"), "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["steps"] == 1
+
+
+def test_a_loss_that_stops_being_finite_stops_training_and_marks_the_run_failed(tiny_model_dir, tmp_path):
+    runs = tmp_path / "runs"
+    result = run_cli("sft", str(DOCS), "--model", str(tiny_model_dir), *TINY_SFT, "--max-steps", "6", "--lr", "1e30",
+                     "--save-every", "1", "--runs-dir", str(runs), "--name", "x")
+    assert result.returncode == 1
+    line = _one_error_line(result, "training stopped", "marked failed", "last good checkpoint")
+    failure = json.loads((runs / "x" / "failure.json").read_text())
+    step = failure["step"]
+    assert step >= 2 and ("nan" in failure["reason"] or "inf" in failure["reason"])
+    checkpoints = sorted(int(p.name.rsplit("-", 1)[1]) for p in (runs / "x" / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints and max(checkpoints) == step - 1 and f"checkpoint-{step - 1}" in line  # the last good one, intact
+    assert not (runs / "x" / "adapter").exists() and not (runs / "x" / "summary.json").exists()
+    metrics = (runs / "x" / "metrics.jsonl").read_text()
+    assert "NaN" not in metrics and "Infinity" not in metrics  # every line stays valid JSON
+    listed = json.loads(run_cli("runs", "list", "--runs-dir", str(runs), "--json").stdout)["runs"]
+    assert listed[0]["status"] == "failed"
+
+
+def test_sigterm_while_the_base_is_scored_removes_the_new_run_folder(tiny_model_dir, tmp_path):
+    """SIGTERM behaves as Ctrl-C everywhere: here between the run folder's creation and the first step."""
+    runs = tmp_path / "runs"
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"question": f"What is fact {i}?", "answer": str(i)}) + "\n" for i in range(400)))
+    rlsd = str(Path(sys.executable).with_name("rlsd"))
+    process = subprocess.Popen([rlsd, "sft", str(DOCS), "--model", str(tiny_model_dir), *TINY_SFT, "--max-steps", "1",
+                                "--eval-qa", str(qa), "--runs-dir", str(runs), "--name", "x"],
+                               stderr=subprocess.PIPE, text=True, env=dict(os.environ, RLSD_HOME=str(tmp_path / "home")))
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("qa: generating"):
+            process.send_signal(signal.SIGTERM)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130
+    errors = [line for line in (seen + rest.splitlines()) if line.startswith("rlsd: error:")]
+    assert len(errors) == 1 and "interrupted" in errors[0] and "removed the new run folder" in errors[0], rest
+    assert not (runs / "x").exists()
+
+
+def test_a_byte_order_mark_in_an_evaluation_file_is_accepted(tmp_path):
+    data, responses = tmp_path / "q.jsonl", tmp_path / "r.jsonl"
+    data.write_bytes(b"\xef\xbb\xbf" + json.dumps({"question": "q", "answer": "Harbour"}).encode() + b"\n")
+    responses.write_text(json.dumps({"id": 1, "response": "It is Harbour."}) + "\n")
+    result = run_cli("eval", "qa", "--data", str(data), "--responses", str(responses), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["metrics"]["accuracy"] == 1.0
+
+
+def test_a_table_to_a_pipe_keeps_every_value_whole(tiny_model_dir, tmp_path):
+    runs = tmp_path / "runs"
+    name = "a-run-with-a-name-long-enough-to-be-cut-in-eighty-columns"
+    result = run_cli("sft", str(DOCS), "--model", str(tiny_model_dir), *TINY_SFT, "--max-steps", "1", "--runs-dir", str(runs),
+                     "--name", name)
+    assert result.returncode == 0, result.stderr
+    listed = run_cli("runs", "list", "--runs-dir", str(runs), env_extra={"COLUMNS": "80"})
+    assert name in listed.stdout and "finished" in listed.stdout and "…" not in listed.stdout
+
+
+# ---------------------------------------------------------------- fuzzing
+
+YAML_PIECES = st.sampled_from(["lr", "epochs", "max-length", "mix", "eval", "name", "seed", "augment", "docs", "from",
+                               "lambda", ":", " ", "\n", "-", "[", "]", "{", "}", "&a", "*a", "!!python/object", "'", '"',
+                               ".nan", ".inf", "-1", "0", "1e400", "null", "true", "~", "#", "\t", "\\xff", "é", "%YAML"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(YAML_PIECES, max_size=40).map("".join) | st.text(max_size=200))
+def test_fuzzed_recipes_never_raise_anything_but_a_one_line_error(tmp_path, text):
+    import typer
+
+    from rlsd_cli.cli import app
+    from rlsd_cli.configs import SFTConfig
+    from rlsd_cli.recipes import apply_recipe, config_kwargs, describe_recipe
+
+    path = tmp_path / "fuzz.yaml"
+    path.write_bytes(text.encode("utf-8", "replace"))
+    try:
+        describe_recipe(path)
+        command = typer.main.get_command(app).commands["sft"]
+        ctx = command.make_context("sft", [str(DOCS), "--dry-run"])
+        values = apply_recipe(ctx, path, dict(ctx.params))
+        SFTConfig(**config_kwargs(SFTConfig, values))
+    except BadInputError as exc:
+        assert str(exc).count("\n") == 0
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                           max_leaves=10)
+FIELDS = st.sampled_from(["question", "answer", "aliases", "stale", "kind", "id", "prompt", "key", "instruction_id_list",
+                          "kwargs", "solution", "index", "response"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["qa", "math", "ifeval", "gsm8k"]),
+       st.lists(st.dictionaries(FIELDS, JSON_VALUES, max_size=6).map(json.dumps) | st.text(max_size=60), min_size=1, max_size=4))
+def test_fuzzed_evaluation_lines_never_raise_anything_but_a_one_line_error(tmp_path, suite_name, lines):
+    from rlsd_cli.suites import get_suite
+
+    path = tmp_path / "fuzz.jsonl"
+    path.write_bytes("\n".join(lines).encode("utf-8", "replace"))
+    try:
+        items = get_suite(suite_name).load(path)
+        for item in items:
+            get_suite(suite_name).score(item, "some response")
+    except BadInputError as exc:
+        assert str(exc).count("\n") == 0
