@@ -475,6 +475,31 @@ def _print_dry_run(result: dict) -> None:
         console.stdout.print(f"({sample['kind']}) Q: {sample['question']}\n    A: {sample['answer'][:160]}", highlight=False, markup=False)
 
 
+# ---------------------------------------------------------------- export
+
+
+@app.command()
+def export(
+    run: str = typer.Argument(..., help="The run to export (runs/NAME)."),
+    out: Path = typer.Option(..., "--out", help="The folder to write (refused if not empty, unless --force)."),
+    adapter_only: bool = typer.Option(False, "--adapter-only", help="Write the PEFT adapter naming its base (for vLLM or TGI LoRA serving) instead of a merged model."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """A standard Hugging Face model folder (adapter merged, tokenizer, chat template, model card) for any server."""
+    from .export import export_run
+
+    result = export_run(run, out, adapter_only=adapter_only, force=force)
+    result["gguf"] = (f"python llama.cpp/convert_hf_to_gguf.py {result['out']} --outfile {result['out']}.gguf --outtype q8_0"
+                      if not adapter_only else None)
+    if _json(json_out):
+        console.print_json(result)
+        return
+    console.stdout.print(f"wrote {result['out']} ({result['form']})", highlight=False)
+    if result["gguf"]:
+        console.say(f"for llama.cpp or Ollama, convert it with llama.cpp's converter (not on PyPI): {result['gguf']}")
+
+
 # ---------------------------------------------------------------- data
 
 data_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Generate training and evaluation data.")

@@ -18,6 +18,7 @@ from .errors import BadInputError
 from .model import DEFAULT_MODEL, QUANT_CHOICES
 
 GENERATION_ENGINES = ("transformers", "vllm")
+TRACKERS = ("none", "tensorboard", "mlflow", "wandb", "trackio")
 RECOVER_METHODS = ("distill", "sft-self")
 DIVERGENCES = ("full", "sampled")
 KEEP_WITH = ("sft", "distill")
@@ -131,6 +132,9 @@ class RunOptions(Options):
     resume: bool = option(False, "Continue the run named --name from its last checkpoint.")
     force: bool = option(False, "Move an existing run of that name to runs/.trash/ and start again.")
     save_every: int = option(0, "Write a checkpoint every N steps (0: only on interruption).", ge=0)
+    report_to: str = option("none", "Also send the metrics to a tracker (Trainer's integrations; install the matching "
+                            "extra, e.g. pip install 'rlsd[tensorboard]'); tensorboard and mlflow's file store work "
+                            "offline, writing under the run folder.", choices=TRACKERS)
 
     def check(self) -> None:
         super().check()

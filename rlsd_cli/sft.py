@@ -356,7 +356,7 @@ class SFTRecipe(TrainingRecipe):
         dataset = Dataset.from_list([{"input_ids": e["input_ids"], "assistant_masks": e["assistant_masks"]} for e in examples])
 
         args = TRLSFTConfig(
-            **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every),
+            **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every, report_to=config.report_to),
             per_device_train_batch_size=config.batch_size,
             gradient_accumulation_steps=config.grad_accum,
             learning_rate=config.lr,

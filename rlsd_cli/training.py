@@ -63,7 +63,8 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def common_trainer_kwargs(precision, run: Run, seed: int, save_every: int, checkpointing: bool = False) -> dict[str, Any]:
+def common_trainer_kwargs(precision, run: Run, seed: int, save_every: int, checkpointing: bool = False,
+                          report_to: str = "none") -> dict[str, Any]:
     """TrainingArguments fields every verb sets the same way.
 
     TRL defaults to bf16 weights and gradient checkpointing; on a CPU we keep fp32 master weights with bf16
@@ -80,7 +81,7 @@ def common_trainer_kwargs(precision, run: Run, seed: int, save_every: int, check
         # 135M model (16 x 200 tokens); recomputing them costs ~8% of the backward and halves peak memory.
         "gradient_checkpointing": checkpointing,
         "gradient_checkpointing_kwargs": {"use_reentrant": False} if checkpointing else None,
-        "report_to": [],
+        "report_to": [] if report_to == "none" else [report_to],
         "seed": seed,
         "data_seed": seed,
         "logging_steps": 1,
@@ -124,6 +125,7 @@ class PeriodicEval(TrainerCallback):
 
     def __init__(self, every: int, eval_configs: dict[str, Any], loaded, run: Run):
         self.every, self.eval_configs, self.loaded, self.run = every, eval_configs, loaded, run
+        self.trackers: list = []  # the trainer's tracker callbacks (--report-to), set once the trainer exists
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.every or state.global_step == state.max_steps or not state.is_world_process_zero:
@@ -131,6 +133,8 @@ class PeriodicEval(TrainerCallback):
         scores = {suite: score_in_memory(config, self.loaded) for suite, config in self.eval_configs.items()}
         row = {key: round(float(value), 6) for key, value in eval_row(scores).items()}
         self.run.log_metrics(state.global_step, **row)
+        for tracker in self.trackers:
+            tracker.on_log(args, state, control, logs=row)
         say(f"eval at step {state.global_step}: " + ", ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in row.items()))
 
 
@@ -293,10 +297,22 @@ def cost_summary(steps: int, train_seconds: float, started: float) -> dict[str, 
     }
 
 
+def tracker_environment(run: Run, report_to: str) -> None:
+    """Trackers write into the run folder unless told otherwise: TensorBoard's event files in `tensorboard/`, MLflow's
+    file store in `mlruns/`, W&B's files in `wandb/` (offline trackers then need no network)."""
+    if report_to == "tensorboard":
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.path / "tensorboard"))
+    elif report_to == "mlflow":
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (run.path / "mlruns").absolute().as_uri())
+    elif report_to == "wandb":
+        os.environ.setdefault("WANDB_DIR", str(run.path))
+
+
 def on_policy_trainer_kwargs(config, loaded, run: Run, rollouts_per_process: int) -> dict[str, Any]:
     """The TRL config fields recover and reason (both sample, score and update once a step) set the same way."""
     return {
-        **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every, checkpointing=True),
+        **common_trainer_kwargs(loaded.precision, run, config.seed, config.save_every, checkpointing=True,
+                                report_to=config.report_to),
         **config.generation_kwargs(),
         "per_device_train_batch_size": rollouts_per_process,
         "gradient_accumulation_steps": 1,
@@ -423,7 +439,10 @@ def run_recipe(recipe: TrainingRecipe) -> dict[str, Any]:
         run.log_metrics(0, **eval_row(before))
     callbacks = [PeriodicEval(config.eval_every, eval_configs, loaded, run)] if periodic else []
 
+    tracker_environment(run, config.report_to)
     trainer = recipe.build_trainer(loaded, run, callbacks)
+    for callback in callbacks:  # evaluations during training reach the trackers too
+        callback.trackers = [c for c in trainer.callback_handler.callbacks if type(c).__module__.startswith("transformers.integrations")]
     say(recipe.describe(trainer))
     train_started = time.perf_counter()
     train(trainer, run, config.resume)

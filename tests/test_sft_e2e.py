@@ -34,3 +34,40 @@ def test_the_run_answers_through_chat_and_eval(sft_run):
     assert report["cached"] and report["metrics"] == summary["eval_after"]["qa"]
     chat = run_cli("chat", "--model", str(run), "-p", "What is the staff cafeteria called?")
     assert chat.returncode == 0 and "Spoke Room" in chat.stdout
+
+
+PLAIN_GREEDY = """
+import json, sys
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+folder, prompts, budget = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+tokenizer = AutoTokenizer.from_pretrained(folder)
+model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+answers = []
+for prompt in prompts:
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=budget, do_sample=False)
+    answers.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+assert not [m for m in sys.modules if m == "peft" or m.startswith("rlsd")]
+print(json.dumps(answers))
+"""
+
+
+def test_the_export_answers_as_the_run_does_with_plain_transformers(sft_run, tmp_path):
+    import subprocess
+    import sys
+
+    run, summary = sft_run
+    out = tmp_path / "export"
+    exported = run_cli("export", str(run), "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    prompts = ["What is the staff cafeteria called?", "Who leads the company?", "Write one sentence about bicycles."]
+    plain = json.loads(subprocess.run([sys.executable, "-c", PLAIN_GREEDY, str(out), json.dumps(prompts), "32"],
+                                      capture_output=True, text=True, check=True).stdout)
+    for prompt, answer in zip(prompts, plain, strict=True):
+        chat = run_cli("chat", "--model", str(run), "-p", prompt, "--max-new-tokens", "32", "--json")
+        assert json.loads(chat.stdout)["response"] == answer, (prompt, answer)
+    scored = run_cli("eval", "qa", "--model", str(out), "--data", str(DATA / "docs_qa.jsonl"), "--json")
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["metrics"]["accuracy"] == summary["eval_after"]["qa"]["accuracy"]
+    assert "qa | accuracy" in (out / "README.md").read_text()
