@@ -14,7 +14,7 @@ Settings (round two's sft):
 Prints one JSON object: for each setting and seed, the round-two questions' accuracy per kind (new, updated,
 kept), the stale rate and the IFEval subset after round two's sft and after its recover.
 
-    python benchmarks/continual_rounds.py [--settings plain update no-retire] [--seeds 0 1 2] [--parallel 2]
+    python benchmarks/continual_rounds.py [--settings plain update no-retire] [--seeds 0 1 2] [--parallel 2] [--no-recover]
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["plain", "update", "no-retire"], choices=list(SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--parallel", type=int, default=2, help="round-two runs at once, one thread each")
+    parser.add_argument("--recover", action=argparse.BooleanOptionalAction, default=True,
+                        help="also recover after each round-two sft (--no-recover: compare the sft settings only)")
     parser.add_argument("--runs", type=Path, default=Path("runs/continual-rounds"))
     args = parser.parse_args()
     runs = args.runs
@@ -83,9 +85,11 @@ def main() -> None:
             shutil.copy2(path, revision2 / path.name)
     qa = ["--eval-qa", str(EXAMPLES / "company_qa.jsonl"), "--eval-qa", str(EXAMPLES / "company_qa_revision2.jsonl")]
     first = runs / "r1-recover"
-    if not (first / "summary.json").is_file():
+    if not (runs / "r1-sft" / "summary.json").is_file():
         rlsd(["sft", str(EXAMPLES / "company"), "--recipe", "cpu-demo-sft", *qa, *EVAL, "--runs-dir", str(runs),
               "--name", "r1-sft"], runs / "r1-sft.log", threads=2)
+    if not (first / "summary.json").is_file():
+        shutil.rmtree(first, ignore_errors=True)  # an interrupted attempt
         rlsd(["recover", "--from", str(runs / "r1-sft"), "--recipe", "cpu-demo-recover", *EVAL, "--runs-dir", str(runs),
               "--name", "r1-recover"], runs / "r1-recover.log", threads=2)
     round_one = json.loads((first / "summary.json").read_text())
@@ -95,6 +99,8 @@ def main() -> None:
         sft = rlsd(["sft", str(revision2), "--from", str(first), "--recipe", "cpu-demo-sft-round", *SETTINGS[setting],
                     "--seed", str(seed), *EVAL, "--runs-dir", str(runs), "--name", f"{name}-sft"],
                    runs / f"{name}-sft.log", threads=1, setting=setting)
+        if not args.recover:
+            return {"setting": setting, "seed": seed, "after_sft": scores(sft), "sft_seconds": sft["wall_seconds"]}
         recover = rlsd(["recover", "--from", str(runs / f"{name}-sft"), "--recipe", "cpu-demo-recover", "--seed", str(seed),
                         *EVAL, "--runs-dir", str(runs), "--name", f"{name}-recover"], runs / f"{name}-recover.log", threads=1)
         return {"setting": setting, "seed": seed, "after_sft": scores(sft), "after_recover": scores(recover),
