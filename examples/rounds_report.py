@@ -18,20 +18,25 @@ COLUMNS = [  # (header, report, metric)
     ("stale", ROUND_TWO_QA, "stale_rate"),
     ("kept", ROUND_TWO_QA, "accuracy/kept"),
     ("IFEval", "ifeval", IFEVAL),
+    ("retention", "knowledge", "retention"),
+    ("drift KL", "drift", "kl"),
 ]
 
 
 def stages(runs: Path, prefix: str) -> list[tuple[str, dict]]:
     summaries = {name: json.loads((runs / f"{prefix}-{name}" / "cli-summary.json").read_text())
                  for name in ("r1-sft", "r1-recover", "r2-sft", "r2-recover")}
+    # Round two's questions are first scored as round two starts: on the round-one model (its eval_before).
     return [("base model", summaries["r1-sft"]["eval_before"]),
             ("round 1 sft", summaries["r1-sft"]["eval_after"]),
-            ("round 1 recover", summaries["r1-recover"]["eval_after"]),
+            ("round 1 recover", summaries["r1-recover"]["eval_after"] | summaries["r2-sft"]["eval_before"]),
             ("round 2 sft", summaries["r2-sft"]["eval_after"]),
             ("round 2 recover", summaries["r2-recover"]["eval_after"])]
 
 
 def value(scores: dict, report: str, metric: str) -> float:
+    if report == "knowledge" and metric == "retention" and "knowledge" in scores:
+        return scores["knowledge"].get("retention", 1.0)  # the base model keeps all it knows
     return scores.get(report, {}).get(metric, float("nan"))
 
 
@@ -46,7 +51,7 @@ def chart(rows: list[tuple[str, dict]], target: Path) -> None:
         ax.plot(range(len(rows)), [value(s, report, metric) for _, s in rows], marker="o", label=header)
     ax.set_xticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("share of questions (stale: of the updated ones)")
+    ax.set_ylabel("share of questions (stale: of the updated; drift: nats per token)")
     ax.legend(fontsize=8)
     ax.set_title("rlsd: two rounds on a changing document folder")
     fig.tight_layout()
@@ -59,7 +64,7 @@ def main() -> int:
     rows = stages(runs, prefix)
     print(f"\n{'':18}" + "".join(f"{header:>12}" for header, _, _ in COLUMNS))
     for label, scores in rows:
-        print(f"{label:18}" + "".join(f"{value(scores, r, m):>12.3f}" for _, r, m in COLUMNS))
+        print(f"{label:18}" + "".join(f"{value(scores, r, m):>12.3f}".replace("nan", "  -") for _, r, m in COLUMNS))
     png = runs / f"{prefix}-r2-recover" / "rounds.png"
     chart(rows, png)
     print(f"\nchart: {png}")

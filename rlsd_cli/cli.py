@@ -662,6 +662,35 @@ def _register_eval_commands() -> None:
 _register_eval_commands()
 
 
+@eval_app.command("drift")
+def eval_drift(
+    model: str = ModelOpt,
+    quant: str = QuantOpt,
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute even if a report for the same model exists."),
+    max_score: float | None = typer.Option(None, "--max-score", help="Exit 3 when the metric is above this."),
+    metric: str | None = typer.Option(None, "--metric", help="Metric for --max-score: kl (default), early_divergence or kl/<category>."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """How far a run moved from its base model on 96 everyday prompts, with no labels: KL(base || run) per token on
+    the base's own answers (teacher forcing, no generation), and the share of answers the run departs from before
+    their tenth token."""
+    import math
+
+    from .drift import run_drift
+    from .errors import BadInputError
+    from .evaluate import enforce_threshold, threshold_verdict
+
+    if max_score is not None and not math.isfinite(max_score):
+        raise BadInputError(f"--max-score must be a finite number, got {max_score}")
+    report = run_drift(model, quant=quant, use_cache=not no_cache)
+    verdict = threshold_verdict(report, None, metric, max_score)
+    if verdict is not None:
+        report["threshold"] = verdict
+    _print_report(report, _json(json_out))
+    _state["reported"] = True
+    enforce_threshold(verdict, "drift")
+
+
 @eval_app.command("compare")
 def eval_compare(
     models: list[str] = typer.Argument(..., help="Two or more model specs (base models or runs) evaluated before."),

@@ -92,7 +92,7 @@ def reports_dir(resolved: ResolvedModel) -> Path:
     return Path(env.rlsd_home()) / "evals" / f"{slug}-{weights_hash(resolved.path)[:12]}"
 
 
-def _adapter_hash(resolved: ResolvedModel) -> str | None:
+def adapter_hash(resolved: ResolvedModel) -> str | None:
     if resolved.adapter_path is None:
         return None
     digest = hashlib.sha256()
@@ -101,7 +101,7 @@ def _adapter_hash(resolved: ResolvedModel) -> str | None:
     return digest.hexdigest()
 
 
-def _cache_key(parts: dict[str, Any]) -> str:
+def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -125,7 +125,7 @@ def _read_responses(path: Path, suite: Suite, items: list[Item]) -> tuple[list[I
     return chosen, responses
 
 
-def _write_report(folder: Path, suite_name: str, report: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+def write_report(folder: Path, suite_name: str, report: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{suite_name}.json"
     if target.is_file():
@@ -151,6 +151,18 @@ def _data_id(suite: Suite, data: Path | None) -> dict[str, Any]:
     if path is None:
         return {"hub": suite.hub_dataset}
     return {"path": str(path), "sha256": _sha256_file(path)} | ({"embedded": True} if data is None else {})
+
+
+def cached_report(path: Path, key: str) -> dict[str, Any] | None:
+    """The report saved at `path` if it was made with the same cache key (same model, data and parameters)."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(previous, dict) or previous.get("cache_key") != key:
+        return None
+    say(f"reusing {path} (same model, data and parameters; --no-cache recomputes)")
+    return previous | {"cached": True}
 
 
 def check_eval_data(configs) -> None:
@@ -189,10 +201,10 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
     items = seeded_sample(items, config.limit, config.seed)
     resolved = loaded.resolved if loaded is not None else resolve_model(config.model)
     precision = loaded.precision if loaded is not None else choose_precision(config.quant)
-    key = _cache_key({
+    key = cache_key({
         "suite": suite.name,
         "weights": weights_hash(resolved.path),
-        "adapter": _adapter_hash(resolved),
+        "adapter": adapter_hash(resolved),
         "data": data_id.get("sha256") or data_id.get("hub"),
         "items": [str(item.key) for item in items],
         "prompts": hashlib.sha256(json.dumps([i.messages for i in items]).encode()).hexdigest(),
@@ -201,17 +213,10 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
     })
     folder = reports_dir(resolved)
     report_name = config.report_name or suite.name
-    cached = folder / f"{report_name}.json"
-    if config.use_cache and cached.is_file():
-        try:
-            previous = json.loads(cached.read_text())
-        except ValueError:
-            previous = {}
-        if previous.get("cache_key") == key:
-            say(f"reusing {cached} (same model, data and parameters; --no-cache recomputes)")
-            previous["cached"] = True
-            _maybe_copy(config.out, previous)
-            return previous
+    previous = cached_report(folder / f"{report_name}.json", key) if config.use_cache else None
+    if previous is not None:
+        _maybe_copy(config.out, previous)
+        return previous
 
     if loaded is None:
         from .model import load_model
@@ -229,7 +234,7 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
         model_kind=resolved.kind,
         base_model=resolved.base,
         weights_sha256=weights_hash(resolved.path),
-        adapter_sha256=_adapter_hash(resolved),
+        adapter_sha256=adapter_hash(resolved),
         precision=asdict(loaded.precision),
         data=data_id,
         params=params,
@@ -240,9 +245,33 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     rows = report.pop("_rows")
-    report["report_path"] = str(_write_report(folder, report_name, report, rows))
+    if suite.relative_to_base and resolved.run_dir is not None:
+        report["metrics"].update(_retention(config, loaded, suite, rows))
+    report["report_path"] = str(write_report(folder, report_name, report, rows))
     _maybe_copy(config.out, report)
     return report
+
+
+def _retention(config: EvalConfig, loaded, suite: Suite, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """`retention`: of the items the run's base model answers right (scored with the adapter switched off, and
+    cached as the base's own report), the share the run still answers right."""
+    from dataclasses import replace
+
+    from .model import LoadedModel
+
+    base = resolve_model(loaded.resolved.base)
+    view = LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, resolved=base, precision=loaded.precision)
+    with loaded.model.disable_adapter():
+        run_eval(replace(config, model=base.spec, min_score=None, max_score=None, out=None), loaded=view)
+    base_rows = [record for _, record in read_jsonl(reports_dir(base) / f"{config.report_name or suite.name}.jsonl")]
+    return retention(base_rows, rows, suite.key_field)
+
+
+def retention(base_rows: list[dict[str, Any]], rows: list[dict[str, Any]], key_field: str) -> dict[str, float]:
+    """Of the items right in `base_rows`, the share right in `rows` (none when the base got none right)."""
+    right = {str(r[key_field]) for r in base_rows if r["verdict"]["correct"]}
+    kept = [r["verdict"]["correct"] for r in rows if str(r[key_field]) in right]
+    return {"retention": sum(kept) / len(kept)} if kept else {}
 
 
 def score_in_memory(config: EvalConfig, loaded) -> dict[str, Any]:
@@ -285,7 +314,7 @@ def _maybe_copy(out: Path | None, report: dict[str, Any]) -> None:
 
 
 # Metrics where lower is better: gated with --max-score (a stale answer given is a failure).
-LOWER_IS_BETTER = ("stale_rate",)
+LOWER_IS_BETTER = ("stale_rate", "kl", "early_divergence")
 
 
 def lower_is_better(metric: str) -> bool:

@@ -333,17 +333,35 @@ def eval_row(scores: dict[str, dict[str, Any]]) -> dict[str, float]:
             if isinstance(value, (int, float))}
 
 
-def score(eval_configs: dict[str, EvalConfig], loaded: LoadedModel, spec: str, adapter_off: bool = False) -> dict[str, dict]:
+# What a training summary shows of the forgetting measures; their reports hold the per-category figures too.
+FORGETTING_SUMMARY = {"knowledge": ("accuracy", "retention"), "drift": ("kl", "early_divergence")}
+
+
+def score(eval_configs: dict[str, EvalConfig], loaded: LoadedModel, spec: str, adapter_off: bool = False,
+          drift: bool = False) -> dict[str, dict]:
     """Every suite's metrics for the model `spec` names, computed on the weights already in memory (with the
-    adapter switched off for a base model); reports are cached and filed under `spec`."""
+    adapter switched off for a base model), and its drift from the base; reports are cached and filed under `spec`."""
     import contextlib
     from dataclasses import replace
 
-    if not eval_configs:
+    from .drift import run_drift
+
+    if not eval_configs and not drift:
         return {}
     view = LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, resolved=resolve_model(spec), precision=loaded.precision)
     with loaded.model.disable_adapter() if adapter_off else contextlib.nullcontext():
-        return {suite: run_eval(replace(config, model=spec), loaded=view)["metrics"] for suite, config in eval_configs.items()}
+        scores = {suite: run_eval(replace(config, model=spec), loaded=view)["metrics"] for suite, config in eval_configs.items()}
+        if drift:
+            scores["drift"] = run_drift(spec, loaded=view)["metrics"]
+    return {suite: {k: v for k, v in metrics.items() if k in FORGETTING_SUMMARY.get(suite, (k,))}
+            for suite, metrics in scores.items()}
+
+
+def forgetting_configs(config) -> dict[str, EvalConfig]:
+    """The knowledge-retention suite, scored with every run unless --no-forgetting (drift is scored beside it)."""
+    if not getattr(config, "forgetting", False):
+        return {}
+    return {"knowledge": EvalConfig(suite="knowledge", quant=getattr(config, "quant", "auto"))}
 
 
 def qa_eval_configs(files: list[Path], model: str, quant: str) -> dict[str, EvalConfig]:
@@ -422,7 +440,7 @@ def run_recipe(recipe: TrainingRecipe) -> dict[str, Any]:
     config = recipe.config
     started = time.perf_counter()
     recipe.prepare()
-    eval_configs = recipe.eval_configs()
+    eval_configs = {**recipe.eval_configs(), **forgetting_configs(config)}
     check_eval_data(eval_configs.values())
     loaded = recipe.load()
     run = Run.create(recipe.verb, name=config.name, root=config.runs_dir, force=config.force, resume=config.resume,
@@ -432,8 +450,9 @@ def run_recipe(recipe: TrainingRecipe) -> dict[str, Any]:
 
     starts_from_base = loaded.resolved.run_dir is None  # a fresh adapter: the start is the base model itself
     start = loaded.resolved.spec if starts_from_base else str(loaded.resolved.run_dir)
-    before = score(eval_configs, loaded, start, adapter_off=starts_from_base)
-    base = score(eval_configs, loaded, loaded.resolved.base, adapter_off=True) if recipe.reports_base else {}
+    drift = bool(getattr(config, "forgetting", False))
+    before = score(eval_configs, loaded, start, adapter_off=starts_from_base, drift=drift)
+    base = score(eval_configs, loaded, loaded.resolved.base, adapter_off=True, drift=drift) if recipe.reports_base else {}
     periodic = bool(getattr(config, "eval_every", 0) and eval_configs)
     if periodic and before:
         run.log_metrics(0, **eval_row(before))
@@ -450,7 +469,7 @@ def run_recipe(recipe: TrainingRecipe) -> dict[str, Any]:
     recipe.finish(loaded)
     run.save_adapter(loaded.model)
 
-    after = score(eval_configs, loaded, str(run.path))
+    after = score(eval_configs, loaded, str(run.path), drift=drift)
     if periodic and after:
         run.log_metrics(trainer.state.global_step, **eval_row(after))
     summary = {

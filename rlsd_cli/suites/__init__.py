@@ -5,11 +5,12 @@ from __future__ import annotations
 from ..errors import BadInputError
 from .base import Item, Suite
 from .ifeval import IFEvalSuite
+from .knowledge import KnowledgeSuite
 from .math import GSM8KSuite, MathSuite
 from .qa import QASuite
 
 SUITES: dict[str, type[Suite]] = {
-    suite.name: suite for suite in (IFEvalSuite, GSM8KSuite, QASuite, MathSuite)
+    suite.name: suite for suite in (IFEvalSuite, GSM8KSuite, QASuite, MathSuite, KnowledgeSuite)
 }
 
 

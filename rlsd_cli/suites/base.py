@@ -65,6 +65,7 @@ class Suite:
     default_max_new_tokens = 256
     hub_dataset: tuple[str, str | None, str] | None = None  # (id, config, split) read with `--data hub`
     embedded_data = ""  # a file under rlsd_cli/data/benchmarks/, read when no --data is given
+    relative_to_base = False  # a run's report also says how many of its base model's right answers it kept
 
     def parse(self, number: int, record: dict[str, Any], where: str) -> Item:
         raise NotImplementedError

@@ -1,0 +1,121 @@
+"""Forgetting measured where nothing was tuned: `rlsd eval drift` (KL to the base on the base's own answers to
+everyday prompts) and `rlsd eval knowledge` (world knowledge, with retention relative to the base), both reported
+by every training verb unless --no-forgetting."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from rlsd_cli import drift, replay
+from rlsd_cli.evaluate import retention
+from rlsd_cli.suites import get_suite
+from rlsd_cli.suites.knowledge import KNOWLEDGE_DATA
+
+CHAT = Path(__file__).parent / "data" / "chat_small.jsonl"
+DOCS = Path(__file__).parent / "data" / "docs"
+TINY_SFT = ["--chat-data", str(CHAT), "--max-length", "64", "--chunk-overlap", "8", "--batch-size", "4", "--lr", "0.05",
+            "--max-steps", "3"]
+
+
+def _word_runs(text: str, n: int = 6) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def _prompts(path: Path, field: str) -> list[str]:
+    return [json.loads(line)[field] for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_the_built_in_sets_are_their_own():
+    """Nothing the forgetting measures ask is trained on by replay or recover, or taken from an evaluation set."""
+    measured = [*(p["prompt"] for p in drift.drift_prompts()), *_prompts(KNOWLEDGE_DATA, "question")]
+    used = [*(i["prompt"] for i in replay.builtin_instructions(replay.GENERAL_INSTRUCTIONS)),
+            *(i["prompt"] for i in replay.builtin_instructions(replay.FORMAT_INSTRUCTIONS)),
+            *_prompts(get_suite("ifeval").data_file(None), "prompt"), *_prompts(get_suite("gsm8k").data_file(None), "question")]
+    elsewhere = set().union(*(_word_runs(text) for text in used))
+    assert not [text for text in measured if _word_runs(text) & elsewhere]
+    assert not set(measured) & set(used)
+
+
+def test_the_built_in_sets_are_broad():
+    prompts = drift.drift_prompts()
+    assert len(prompts) >= 90 and len({p["id"] for p in prompts}) == len(prompts)
+    assert min(collections.Counter(p["category"] for p in prompts).values()) >= 8
+    items = get_suite("knowledge").load(None)
+    assert len(items) >= 150 and len({i.record["kind"] for i in items}) >= 6
+
+
+def test_retention_counts_only_what_the_base_answered_right():
+    base = [{"id": i, "verdict": {"correct": i < 4}} for i in range(10)]
+    run = [{"id": i, "verdict": {"correct": i in (0, 1, 2, 7, 8)}} for i in range(10)]
+    assert retention(base, run, "id") == {"retention": 0.75}
+    assert retention([{"id": 0, "verdict": {"correct": False}}], run, "id") == {}
+
+
+def test_drift_is_zero_for_the_base_and_grows_with_the_adapter(tiny_model_dir, tmp_path):
+    base = run_cli("eval", "drift", "--model", str(tiny_model_dir), "--json", env_extra={"RLSD_HOME": str(tmp_path / "home")})
+    assert base.returncode == 0, base.stderr
+    assert json.loads(base.stdout)["metrics"] == {"kl": 0.0, "early_divergence": 0.0}
+
+    runs = tmp_path / "runs"
+    trained = run_cli("sft", str(DOCS), "--model", str(tiny_model_dir), *TINY_SFT, "--runs-dir", str(runs), "--name", "a",
+                      "--json", env_extra={"RLSD_HOME": str(tmp_path / "home")})
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads(trained.stdout)
+    assert summary["eval_before"]["drift"] == {"kl": 0.0, "early_divergence": 0.0}
+    after = summary["eval_after"]["drift"]
+    assert after["kl"] > 0 and 0 <= after["early_divergence"] <= 1
+    assert set(summary["eval_after"]["knowledge"]) <= {"accuracy", "retention"}
+    report = json.loads((runs / "a" / "evals" / "drift.json").read_text())
+    assert report["metrics"]["kl"] == pytest.approx(after["kl"]) and len(report["metrics"]) > 2  # per category too
+    assert (runs / "a" / "evals" / "knowledge.json").is_file()
+    # the base's answers are cached: the CLI reuses the run's report, and the gate reads it
+    gate = run_cli("eval", "drift", "--model", str(runs / "a"), "--max-score", str(after["kl"] / 2), "--json",
+                   env_extra={"RLSD_HOME": str(tmp_path / "home")})
+    assert gate.returncode == 3 and json.loads(gate.stdout)["threshold"]["passed"] is False, gate.stderr
+    assert "reusing" in gate.stderr
+    early = run_cli("eval", "drift", "--model", str(runs / "a"), "--metric", "early_divergence", "--max-score", "1",
+                    env_extra={"RLSD_HOME": str(tmp_path / "home")})
+    assert early.returncode == 0, early.stderr
+
+    off = run_cli("sft", str(DOCS), "--model", str(tiny_model_dir), *TINY_SFT, "--runs-dir", str(runs), "--name", "b",
+                  "--no-forgetting", "--json", env_extra={"RLSD_HOME": str(tmp_path / "home")})
+    assert off.returncode == 0, off.stderr
+    assert not {"drift", "knowledge"} & set(json.loads(off.stdout)["eval_after"])
+
+
+def test_drift_matches_a_direct_kl_computation(tiny_model_dir, tmp_path, monkeypatch):
+    """The teacher-forced KL is KL(base || run) over the answer tokens only, computed here from plain logits."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from rlsd_cli.chat_format import render_prompt
+    from rlsd_cli.model import load_model
+
+    monkeypatch.setenv("RLSD_HOME", str(tmp_path))
+    loaded = load_model(str(tiny_model_dir), quant="fp32")
+    torch.manual_seed(0)
+    loaded.model = get_peft_model(loaded.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    answers = [{"id": "x", "category": "c", "prompt": "Name a colour.", "answer": "Blue is a colour of the sky."},
+               {"id": "y", "category": "c", "prompt": "Say hi.", "answer": "Hi there, nice to meet you today."}]
+    metrics, rows = drift.drift_metrics(loaded, answers, batch_size=2)
+    tok = loaded.tokenizer
+    total, tokens = 0.0, 0
+    for row in answers:
+        prompt = tok(render_prompt(tok, [{"role": "user", "content": row["prompt"]}]), add_special_tokens=False)["input_ids"]
+        answer = tok(row["answer"], add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([prompt + answer])
+        with torch.no_grad():
+            run = torch.log_softmax(loaded.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float(), -1)
+            with loaded.model.disable_adapter():
+                base = torch.log_softmax(loaded.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float(), -1)
+        total += float((base.exp() * (base - run)).sum())
+        tokens += len(answer)
+    assert metrics["kl"] == pytest.approx(total / tokens, rel=1e-3)
+    assert [r["tokens"] for r in rows] == [len(tok(a["answer"], add_special_tokens=False)["input_ids"]) for a in answers]
