@@ -54,9 +54,11 @@ def measure(run: Path) -> dict:
     drift_seconds = time.perf_counter() - started
     knowledge = json.loads(rlsd("eval", "knowledge", "--model", str(run), "--json").stdout)
     summary = summary_of(run)
-    base_ifeval = (summary.get("eval_base") or summary["eval_before"]).get("ifeval", {}).get(IFEVAL)
-    if summary["verb"] == "recover":  # its eval_before is the sft run; the base's score is in eval_base
-        base_ifeval = summary.get("eval_base", {}).get("ifeval", {}).get(IFEVAL, base_ifeval)
+    base_ifeval = None
+    if "ifeval" in summary["eval_after"]:  # the base model on the same IFEval items (its report is cached)
+        base = json.loads((run / "run.json").read_text())["base_model"]["spec"]
+        base_ifeval = json.loads(rlsd("eval", "ifeval", "--model", base, "--limit", "60", "--max-new-tokens", "128",
+                                      "--json").stdout)["metrics"][IFEVAL]
     return {"run": run.name, "verb": summary["verb"], "kl": drift["metrics"]["kl"],
             "early_divergence": drift["metrics"]["early_divergence"], "drift_seconds": round(drift_seconds, 1),
             "drift_cached": drift.get("cached", False), "drift_scoring_seconds": drift.get("seconds"),

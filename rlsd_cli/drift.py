@@ -101,7 +101,12 @@ def drift_metrics(loaded, answers: list[dict[str, Any]], batch_size: int = 16) -
 
 def run_drift(model: str, quant: str = "auto", use_cache: bool = True, loaded: LoadedModel | None = None) -> dict[str, Any]:
     """The drift report of `model` (a run; a base model scores 0), saved beside the model's other reports as
-    `drift.json` and reused while the weights, adapter, prompts and precision are the same."""
+    `drift.json` and reused while the weights, adapter, prompts and precision are the same. Under several training
+    processes only rank 0 scores (the others get an empty report), as with every evaluation."""
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        return {"metrics": {}}
     resolved = loaded.resolved if loaded is not None else resolve_model(model)
     precision = loaded.precision if loaded is not None else choose_precision(quant)
     base_hash = weights_hash(resolved.path)
