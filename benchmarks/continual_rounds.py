@@ -6,8 +6,8 @@ with several settings and seeds from one round-one run, scored on round two's he
           then recover --recipe cpu-demo-recover --seed S
 
 Settings (round two's sft):
-  plain        --no-update-pairs            the new revision's chunks and Q/A pairs, unchanged documents replayed
-  update       (the default)                plus 'is this still true?' pairs for every rewritten fact sentence
+  plain        (the default)                the new revision's chunks and Q/A pairs, unchanged documents replayed
+  update       --update-pairs               plus 'is this still true?' pairs for every rewritten fact sentence
   no-retire    --no-update-pairs, and the changed documents' old Q/A pairs replayed too (what retiring prevents)
   no-replay    --knowledge-replay 0         nothing of the unchanged documents replayed
 
@@ -36,8 +36,8 @@ EXAMPLES = REPO / "examples"
 RLSD = str(Path(sys.executable).with_name("rlsd"))
 EVAL = ["--eval", "ifeval", "--eval-limit", "60", "--eval-max-new-tokens", "128"]
 SETTINGS = {
-    "plain": ["--no-update-pairs"],
-    "update": [],
+    "plain": [],
+    "update": ["--update-pairs"],
     "no-retire": ["--no-update-pairs"],
     "no-replay": ["--knowledge-replay", "0"],
 }

@@ -218,8 +218,9 @@ class SFTConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, EvalOpt
                                    flag="--from")
     knowledge_replay: float = option(0.3, "In a continuing round, the share of examples that replay the Q/A pairs of "
                                      "unchanged documents.", ge=0, lt=1)
-    update_pairs: bool = option(True, "In a continuing round, also train 'is this still true?' pairs for every fact "
-                                "sentence a revision rewrote (the old sentence asked, the new one answered).")
+    update_pairs: bool = option(False, "In a continuing round, also train 'is this still true?' pairs for every fact "
+                                "sentence a revision rewrote (the old sentence asked, the new one answered). Off by "
+                                "default: at 135M they taught fewer new facts than the revision alone (docs/continual.md).")
     lora_dropout: float = option(0.05, "LoRA dropout.", ge=0, lt=1)
     lr: float = option(2e-3, "Learning rate.", gt=0)
     epochs: float = option(6.0, "Passes over the examples.", gt=0)

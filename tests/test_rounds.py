@@ -94,7 +94,7 @@ def test_retired_knowledge_never_reaches_a_later_round_or_recover(first_round, t
         assert done.value.code in (0, None)
 
     monkeypatch.setattr("sys.argv", ["rlsd"])
-    rlsd("sft", str(v2), "--from", str(runs / "r1"), *TRAIN, "--runs-dir", str(runs), "--name", "r2")
+    rlsd("sft", str(v2), "--from", str(runs / "r1"), *TRAIN, "--update-pairs", "--runs-dir", str(runs), "--name", "r2")
     assert trained and not any("Lantern" in text or "shuttle" in text for text in trained)
     assert any("Harbour" in text for text in trained) and any("Brightwater" in text for text in trained)  # new, and replayed
     knowledge = _knowledge(runs / "r2")
