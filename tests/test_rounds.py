@@ -58,11 +58,14 @@ def test_a_round_records_its_documents_and_knowledge_by_version(first_round):
 
 def test_dry_run_prints_the_plan_of_the_round(first_round, tmp_path):
     root, runs = first_round
-    result = run_cli("sft", str(_folder(tmp_path / "v2", V2)), "--from", str(runs / "r1"), "--dry-run", "--json")
+    folder = _folder(tmp_path / "v2", V2)
+    result = run_cli("sft", str(folder), "--from", str(runs / "r1"), "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["changes"] == {"unchanged": ["canteen.md"], "changed": ["portal.md"], "new": ["parking.md"], "removed": ["bus.md"]}
-    assert plan["replayed_pairs_available"] > 0 and plan["augmented_by_kind"].get("update", 0) >= 1
+    assert plan["replayed_pairs_available"] > 0 and "update" not in plan["augmented_by_kind"]  # off by default
+    with_updates = run_cli("sft", str(folder), "--from", str(runs / "r1"), "--update-pairs", "--dry-run", "--json")
+    assert json.loads(with_updates.stdout)["augmented_by_kind"]["update"] == 1, with_updates.stderr
 
 
 def test_retired_knowledge_never_reaches_a_later_round_or_recover(first_round, tiny_model_dir, monkeypatch):
