@@ -126,22 +126,23 @@ def run_drift(model: str, quant: str = "auto", use_cache: bool = True, loaded: L
     previous = cached_report(folder / "drift.json", key) if use_cache else None
     if previous is not None:
         return previous
-    if loaded is None:
-        from .model import load_model
-
-        loaded = load_model(model, quant=quant)
     started = time.perf_counter()
     answers_seconds = 0.0
     if resolved.adapter_path is None:
-        metrics, rows = {"kl": 0.0, "early_divergence": 0.0}, []  # the base model itself
+        metrics, rows = {"kl": 0.0, "early_divergence": 0.0}, []  # the base model itself: nothing to load
     else:
+        if loaded is None:
+            from .model import load_model
+
+            loaded = load_model(model, quant=quant)
+            precision = loaded.precision
         answers = base_answers(loaded, base_hash)
         answers_seconds = time.perf_counter() - started
         say(f"drift: scoring {len(answers)} base answers with {model} (teacher forcing, no generation)")
         metrics, rows = drift_metrics(loaded, answers)
     report = {"suite": "drift", "model": model, "n": len(drift_prompts()), "metrics": metrics, "primary_metric": "kl",
               "base_model": resolved.base, "weights_sha256": base_hash, "adapter_sha256": adapter_hash(resolved),
-              "precision": asdict(loaded.precision), "seconds": round(time.perf_counter() - started, 1),
+              "precision": asdict(precision), "seconds": round(time.perf_counter() - started, 1),
               "base_answers_seconds": round(answers_seconds, 1),  # 0 when the base's answers were cached
               "cache_key": key, "cached": False, "rlsd_version": __version__,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
