@@ -136,8 +136,8 @@ class RunOptions(Options):
                             "extra, e.g. pip install 'rlsd[tensorboard]'); tensorboard and mlflow's file store work "
                             "offline, writing under the run folder.", choices=TRACKERS)
     forgetting: bool = option(True, "Also score, before and after, the drift from the base model (KL on 96 everyday "
-                              "prompts) and the retention of 157 world-knowledge answers (about a minute on 2 cores; "
-                              "the base's side is cached).")
+                              "prompts) and the retention of 157 world-knowledge answers (about 80 s per trained model on 2 "
+                              "cores; the base's side is cached).")
 
     def check(self) -> None:
         super().check()
