@@ -123,8 +123,9 @@ def knowledge_prompts(run_dir: Path, override: Path | None) -> list[list[dict[st
     return read_prompts(knowledge_path(run_dir, override))
 
 
-def knowledge_conversations(run_dir: Path, override: Path | None) -> list[list[dict[str, str]]]:
-    """Question -> answer conversations for the supervised anchor: `prompt` + `answer` per line."""
+def knowledge_conversations(run_dir: Path, override: Path | None) -> list[tuple[list[dict[str, str]], int]]:
+    """Question -> answer conversations for the supervised anchor (`prompt` + `answer` per line), each with the
+    round its pair was made in (1 when the file does not say: a user's file, or a run made before rounds)."""
     from .suites.base import read_jsonl
 
     path = knowledge_path(run_dir, override)
@@ -134,20 +135,30 @@ def knowledge_conversations(run_dir: Path, override: Path | None) -> list[list[d
         if not (isinstance(question, str) and isinstance(answer, str) and question.strip() and answer.strip()):
             raise BadInputError(f"{path}:{number}: --keep-with sft needs 'prompt' and 'answer' on every line "
                                 "(or use --keep-with distill, which needs only 'prompt')")
-        conversations.append([{"role": "user", "content": question}, {"role": "assistant", "content": answer}])
+        made_in = record.get("round", 1)
+        conversations.append(([{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                              made_in if isinstance(made_in, int) and not isinstance(made_in, bool) else 1))
     return conversations
 
 
-def anchor_batches(examples: list[dict[str, Any]], per_step: int, steps: int, seed: int) -> list[list[dict[str, Any]]]:
-    """The supervised anchor's examples for each step: the pool walked in seeded shuffled order, reshuffled when used up."""
+def anchor_batches(examples: list[dict[str, Any]], per_step: int, steps: int, seed: int,
+                   newest: list[dict[str, Any]] = (), newest_share: float = 0.0) -> list[list[dict[str, Any]]]:
+    """The supervised anchor's examples for each step: each pool walked in seeded shuffled order, reshuffled when
+    used up. `newest_share` of every step's examples come from `newest` (the newest round's pairs): after a
+    continuing round they are a small part of the knowledge (28 of 320 in the example's second round), and an anchor
+    drawn from the whole pool let distillation from the base erase them (docs/continual.md)."""
     rng = random.Random(seed)
-    queue: list[dict[str, Any]] = []
+    if newest_share == 0:
+        examples, newest = list(examples) + list(newest), []
+    pools = [(list(newest), []), (list(examples), [])]
+    from_newest = round(per_step * newest_share) if newest and examples else (per_step if newest else 0)
     batches = []
     for _ in range(steps):
         batch = []
-        for _ in range(per_step):
+        for index in range(per_step):
+            pool, queue = pools[0] if index < from_newest else pools[1]
             if not queue:
-                queue.extend(rng.sample(examples, len(examples)))
+                queue.extend(rng.sample(pool, len(pool)))
             batch.append(queue.pop())
         batches.append(batch)
     return batches
@@ -397,8 +408,14 @@ class RecoverRecipe(TrainingRecipe):
         check_trained_adapter(loaded.model, parent.run_dir)
         self.anchor = None
         if self.anchor_pairs:
-            examples = [e for e in (chat_example(loaded.tokenizer, m, 256, "keep") for m in self.anchor_pairs) if e]
-            self.anchor = anchor_batches(examples, config.keep_examples_per_step, config.steps, config.seed)
+            newest_round = max(made_in for _, made_in in self.anchor_pairs)
+            examples = {True: [], False: []}
+            for messages, made_in in self.anchor_pairs:
+                example = chat_example(loaded.tokenizer, messages, 256, "keep")
+                if example:
+                    examples[made_in == newest_round and newest_round > 1].append(example)
+            self.anchor = anchor_batches(examples[False], config.keep_examples_per_step, config.steps, config.seed,
+                                         newest=examples[True], newest_share=config.keep_newest_share)
         if self.keep:
             loaded.model.load_adapter(str(parent.adapter_path), adapter_name=SNAPSHOT_ADAPTER, is_trainable=False)
             loaded.model.set_adapter("default")

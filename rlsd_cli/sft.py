@@ -122,11 +122,11 @@ class Plan:
     def doc_examples(self) -> int:
         return len(self.chunks) + len(self.qa_pairs) + len(self.data_chats)
 
-    def knowledge(self) -> list[dict[str, Any]]:
-        """The Q/A pairs current after this round, each tied to the document version it was made from."""
+    def knowledge(self, round_number: int) -> list[dict[str, Any]]:
+        """The Q/A pairs current after this round, each tied to the document version and the round it was made in."""
         digests = {d.path: text_sha256(d.text) for d in self.corpus.documents}
         made = [{"prompt": p.question, "answer": p.answer, "kind": p.kind, "source": p.source,
-                 "sha256": digests.get(p.source)} for p in self.qa_pairs]
+                 "sha256": digests.get(p.source), "round": round_number} for p in self.qa_pairs]
         return self.carried + made
 
     def describe(self, samples: int = 6, seed: int = 0) -> dict[str, Any]:
@@ -342,7 +342,7 @@ class SFTRecipe(TrainingRecipe):
         # keeps it; the next round replays its unchanged part).
         if is_main_process():
             write_documents(run.path, self.plan.corpus)
-            write_knowledge(run.path, self.plan.knowledge())
+            write_knowledge(run.path, self.plan.knowledge(self.round["number"]))
         qa_examples = [chat_example(tokenizer, p.messages(), config.max_length, f"qa-{p.kind}", p.source) for p in pairs]
         replayed = [chat_example(tokenizer, [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p["answer"]}],
                                  config.max_length, "replay", p["source"])

@@ -301,6 +301,19 @@ def test_anchor_batches_walk_the_whole_pool_in_a_fixed_order():
     assert batches == anchor_batches(pool, per_step=2, steps=5, seed=3)
 
 
+def test_anchor_batches_draw_their_share_from_the_newest_round():
+    from rlsd_cli.recover import anchor_batches
+
+    older, newest = [{"id": i} for i in range(40)], [{"id": 100 + i} for i in range(3)]
+    batches = anchor_batches(older, per_step=8, steps=6, seed=0, newest=newest, newest_share=0.5)
+    assert all(sum(e["id"] >= 100 for e in b) == 4 for b in batches)
+    assert {e["id"] for b in batches for e in b if e["id"] >= 100} == {100, 101, 102}
+    # Without older pairs (a first round's recover, or share 0) the one pool fills every step.
+    assert all(len(b) == 8 for b in anchor_batches([], per_step=8, steps=2, seed=0, newest=newest, newest_share=0.5))
+    assert anchor_batches(older, 8, 3, 0) == anchor_batches(older, 8, 3, 0, newest=[], newest_share=0.5)
+    assert len({e["id"] for b in anchor_batches(older[:2], 8, 3, 0, newest=newest, newest_share=0) for e in b}) == 5
+
+
 def test_keep_with_sft_needs_answers_and_says_so(tiny_sft_run, tmp_path):
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"prompt": "What is the cafeteria called?"}) + "\n")

@@ -106,7 +106,9 @@ def test_retired_knowledge_never_reaches_a_later_round_or_recover(first_round, t
     assert [p for p in knowledge if p["kind"] == "update"] == [{
         "prompt": "The staff portal is called Lantern. Is that still true?",
         "answer": "No, not any more. The staff portal is called Harbour.", "kind": "update", "source": "portal.md",
-        "sha256": json.loads((runs / "r2" / DOCUMENTS).read_text())["portal.md"]["sha256"]}]
+        "sha256": json.loads((runs / "r2" / DOCUMENTS).read_text())["portal.md"]["sha256"], "round": 2}]
+    # Pairs carried from round one keep its number: recover anchors the newest round's pairs first.
+    assert {p["round"] for p in knowledge if p["source"] == "canteen.md"} == {1}
     assert {p["source"] for p in knowledge} == {"portal.md", "canteen.md", "parking.md"}
     record = json.loads((runs / "r2" / "run.json").read_text())
     assert record["round"]["number"] == 2 and record["parent"] == str((runs / "r1").resolve())
@@ -114,7 +116,7 @@ def test_retired_knowledge_never_reaches_a_later_round_or_recover(first_round, t
     from rlsd_cli.recover import knowledge_conversations
 
     anchored = knowledge_conversations(runs / "r2", None)
-    assert anchored and not any("Lantern" in m[1]["content"] for m in anchored)
+    assert anchored and not any("Lantern" in m[1]["content"] for m, _ in anchored)
 
     trained.clear()
     rlsd("recover", "--from", str(runs / "r2"), "--steps", "1", "--prompts-per-step", "2", "--samples-per-prompt", "2",
