@@ -299,6 +299,12 @@ class ReasonConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, Peri
                                 "one.", gt=0)
     steps: int = option(40, "Optimizer steps.", ge=1)
     lr: float = option(2e-4, "Learning rate (LoRA).", gt=0)
+    dynamic_sampling: int = option(2, "DAPO dynamic sampling: groups whose rewards are all equal (no signal) are "
+                                   "dropped and fresh problems refill the step, for at most N more generations "
+                                   "(0: off; one process only).", ge=0)
+    curriculum: str = option("pass-rate", "How problems are drawn: pass-rate (in proportion to p(1-p), p the measured "
+                             "pass rate of the problem and its difficulty) | uniform (TRL's shuffled order).",
+                             choices=("pass-rate", "uniform"))
     lam: float = option(0.5, "RLSD mixing weight at step 0.", flag="--lambda", ge=0, le=1)
     lambda_decay_steps: int = option(60, "lambda falls linearly to 0 over these steps (0: constant).", ge=0)
     eps_w: float = option(0.2, "Token weights are clipped to [1-eps_w, 1+eps_w].", ge=0, lt=1)

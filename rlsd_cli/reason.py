@@ -16,6 +16,7 @@ functions in `losses.py`.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,15 @@ import torch
 from datasets import Dataset
 from peft.utils import set_peft_model_state_dict
 from safetensors.torch import load_file
+from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from .chat_format import left_padding
 from .configs import ReasonConfig
-from .distributed import per_process_share
+from .curriculum import ProblemCurriculum, concat_rollouts, groups_with_signal
+from .fsutil import atomic_write_json
+from .distributed import per_process_share, world_size
 from .errors import BadInputError
 from .evaluate import EvalConfig
 from .losses import (
@@ -57,6 +61,7 @@ from .training import RunLogger, TrainingRecipe, mean_or_none, on_policy_trainer
 from .verifiers import build_verifier
 
 TEACHER_ADAPTER = "informed_teacher"
+CURRICULUM_RECORD = "curriculum.json"  # in each checkpoint: the measured pass rates the next steps draw by
 
 # The teacher sees the question, then the privileged information (methods.md: the released code inserts the
 # final answer as "a reference solution" and asks the model to solve the problem its own way).
@@ -70,6 +75,7 @@ PRIVILEGED_TEMPLATE = (
 # is the policy collapsing, is the answer leaking).
 TRAINING_PANELS = {
     "reward and accuracy": ["reward", "accuracy", "eval/math/accuracy"],
+    "groups without reward variance (first draw) and kept": ["groups/zero_std_first", "groups/kept_share"],
     "RLSD token weights w_t": ["w/mean", "w/p10", "w/p90", "w/clipped"],
     "PPO clip fraction": ["clip_fraction"],
     "entropy": ["entropy_mean"],
@@ -116,6 +122,8 @@ def training_rows(train_file: Path, privileged: str) -> list[dict[str, Any]]:
                                 "--privileged answer")
         hint = record["answer"] if privileged == "answer" else record["solution"]
         rows.append({
+            "problem": len(rows),
+            "level": record.get("difficulty") if isinstance(record.get("difficulty"), int) else 0,
             "prompt": item.messages,
             "teacher_prompt": teacher_messages(record["question"], hint),
             "answer": record["answer"],
@@ -153,19 +161,27 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
     """GRPOTrainer whose per-token advantages are reweighted by the model shown the reference (RLSD);
     `algo="grpo"` skips the teacher (lam = 0), `algo="opsd"` trains on the reverse KL to the teacher alone."""
 
-    def __init__(self, *args, algo, teacher, lam, decay_steps, eps_w, eps_low, eps_high, dual_clip, autocast, **kwargs):
+    def __init__(self, *args, algo, teacher, lam, decay_steps, eps_w, eps_low, eps_high, dual_clip, autocast,
+                 curriculum=None, refill_rounds=0, **kwargs):
         self.algo, self.informed_teacher = algo, teacher
+        self.curriculum, self.refill_rounds = curriculum, refill_rounds
         self.lam, self.decay_steps, self.eps_w = lam, decay_steps, eps_w
         self.clip = {"eps_low": eps_low, "eps_high": eps_high, "dual_clip": dual_clip}
         self.autocast = autocast
         self._rewards = None
         super().__init__(*args, **kwargs)
+        if self.accelerator.num_processes > 1:
+            # A refill would have to move rows between processes to keep whole groups on each; not done (yet).
+            self.refill_rounds = 0
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Trainer restores only the trained adapter; the frozen teacher snapshot (which PEFT saves beside it in the
         checkpoint) is put back too, so a resumed run scores with the teacher the uninterrupted run had until the
         next scheduled sync (not one re-synced from the resumed student)."""
         super()._load_from_checkpoint(resume_from_checkpoint, model)
+        record = Path(resume_from_checkpoint) / CURRICULUM_RECORD
+        if record.is_file():
+            self.curriculum.load_state(json.loads(record.read_text()))
         if self.informed_teacher is None or self.informed_teacher.kind != "snapshot":
             return
         saved = Path(resume_from_checkpoint) / self.informed_teacher.adapter_name / "adapter_model.safetensors"
@@ -175,6 +191,13 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
                 if isinstance(callback, TeacherSync):
                     callback.synced = True
 
+    def _save_rng_state(self, output_dir):
+        """Beside the RNG state (and before trainer_state.json, which marks a checkpoint complete): the measured
+        pass rates, without which a resumed run would draw other problems."""
+        super()._save_rng_state(output_dir)
+        if self.args.should_save:
+            atomic_write_json(Path(output_dir) / CURRICULUM_RECORD, self.curriculum.state())
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         self._rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
@@ -182,6 +205,18 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         return self._rewards
 
     def _generate_and_score_completions(self, inputs):
+        if self.model.training and self.curriculum.by_pass_rate:
+            inputs = self._curriculum_rows(len(inputs), round_index=0)
+        output, rewards = self._sample_groups(inputs)
+        self._metrics["train"]["accuracy"].append((rewards > 0.5).float().mean().item())
+        if self.model.training and self.refill_rounds > 0:
+            inputs, output = self._refill(inputs, output, rewards)
+        if self.algo != "grpo":
+            output["teacher_logps"] = self._informed_logps(inputs, output)
+        return output
+
+    def _sample_groups(self, inputs):
+        """TRL's generation and rewards, with the paper's advantage; each group's rewards feed the curriculum."""
         output = super()._generate_and_score_completions(inputs)
         # The paper's advantage (unbiased std, eps 1e-6), from the same rewards TRL computed.
         rewards = (self._rewards * self.reward_weights.to(self._rewards.device).unsqueeze(0)).nansum(dim=1)
@@ -189,10 +224,54 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         rows = output["completion_ids"].size(0)
         mine = slice(self.accelerator.process_index * rows, (self.accelerator.process_index + 1) * rows)
         output["advantages"] = group_advantages(rewards, self.num_generations)[mine].to(output["completion_ids"].device)
-        self._metrics["train"]["accuracy"].append((rewards > 0.5).float().mean().item())
-        if self.algo != "grpo":
-            output["teacher_logps"] = self._informed_logps(inputs, output)
-        return output
+        if self.model.training:
+            problems = gather_object([row["problem"] for row in inputs])
+            for start in range(0, len(problems), self.num_generations):
+                self.curriculum.record(problems[start], rewards[start:start + self.num_generations].tolist())
+        return output, rewards
+
+    def _curriculum_rows(self, rows: int, round_index: int) -> list[dict[str, Any]]:
+        """This process's share of the problems the curriculum draws for the step (every process draws the same
+        global list and takes its slice, as TRL's sampler deals them)."""
+        size, processes = self.num_generations, self.accelerator.num_processes
+        problems = self.curriculum.draw(rows * processes // size, key=self.state.global_step * 16 + round_index)
+        global_rows = [self.train_dataset[i] for i in problems for _ in range(size)]
+        return global_rows[self.accelerator.process_index * rows:(self.accelerator.process_index + 1) * rows]
+
+    def _refill(self, inputs, output, rewards):
+        """DAPO's dynamic sampling (curriculum.py): groups with equal rewards are dropped and problems drawn by the
+        curriculum refill the step, for at most `refill_rounds` more generations."""
+        size = self.num_generations
+        wanted = len(inputs) // size
+        parts = [(inputs, output, groups_with_signal(rewards, size))]
+        first_zero = 1.0 - parts[0][2].float().mean().item()
+        kept, rounds = int(parts[0][2].sum()), 0
+        while kept < wanted and rounds < self.refill_rounds:
+            rounds += 1
+            problems = self.curriculum.draw(wanted - kept, key=self.state.global_step * 16 + rounds)
+            extra = [self.train_dataset[i] for i in problems for _ in range(size)]
+            extra_output, extra_rewards = self._sample_groups(extra)
+            parts.append((extra, extra_output, groups_with_signal(extra_rewards, size)))
+            kept += int(parts[-1][2].sum())
+        generated = sum(len(part[0]) // size for part in parts)
+        budget, selected = wanted, []
+        for rows, out, signal in parts:  # the first `wanted` groups with signal, in the order drawn
+            take = signal & (signal.cumsum(0) <= budget)
+            budget -= int(take.sum())
+            selected.append((rows, out, take))
+        used = wanted - budget
+        self._metrics["train"]["groups/zero_std_first"].append(first_zero)
+        self._metrics["train"]["groups/kept_share"].append(used / wanted)
+        self._metrics["train"]["groups/generated"].append(generated)
+        self._metrics["train"]["groups/dropped"].append(generated - used)
+        if used == 0:  # nothing to learn from this step: its advantages are all zero
+            return inputs, output
+        row_masks = [take.repeat_interleave(size).to(out["completion_ids"].device) for _, out, take in selected]
+        merged = concat_rollouts([(out, mask) for (_, out, _), mask in zip(selected, row_masks, strict=True)],
+                                 self.processing_class.pad_token_id)
+        merged_inputs = [row for (rows, _, _), mask in zip(selected, row_masks, strict=True)
+                         for row, keep in zip(rows, mask.tolist(), strict=True) if keep]
+        return merged_inputs, merged
 
     def _informed_logps(self, inputs, output):
         """log pi_T(y_t) of every sampled token with the hint in the prompt: one no-grad forward."""
@@ -271,6 +350,8 @@ class ReasonRecipe(TrainingRecipe):
         self.verifier = build_verifier(config.verifier)
         self.train_file, self.test_file = data_files(config)
         self.rows = training_rows(self.train_file, config.privileged)
+        self.curriculum = ProblemCurriculum([row["level"] for row in self.rows], config.seed,
+                                            by_pass_rate=config.curriculum == "pass-rate")
 
     def eval_configs(self) -> dict[str, EvalConfig]:
         config = self.config
@@ -294,7 +375,9 @@ class ReasonRecipe(TrainingRecipe):
         return loaded
 
     def record(self, loaded: LoadedModel) -> dict[str, Any]:
-        return {"data": {"train": str(self.train_file), "test": str(self.test_file) if self.test_file else None}}
+        refill = self.config.dynamic_sampling if world_size() == 1 else 0
+        return {"data": {"train": str(self.train_file), "test": str(self.test_file) if self.test_file else None},
+                "sampling": {"curriculum": self.config.curriculum, "dynamic_sampling_rounds": refill}}
 
     def build_trainer(self, loaded: LoadedModel, run: Run, callbacks: list):
         config, verifier = self.config, self.verifier
@@ -324,7 +407,7 @@ class ReasonRecipe(TrainingRecipe):
             processing_class=loaded.tokenizer, callbacks=[RunLogger(run, f"reason ({config.algo})", show=("reward", "accuracy")), *callbacks],
             algo=config.algo, teacher=self.teacher, lam=config.lam, decay_steps=config.lambda_decay_steps,
             eps_w=config.eps_w, eps_low=config.eps_low, eps_high=config.eps_high, dual_clip=config.dual_clip,
-            autocast=loaded.autocast,
+            autocast=loaded.autocast, curriculum=self.curriculum, refill_rounds=config.dynamic_sampling,
         )
 
     def describe(self, trainer) -> str:
@@ -346,6 +429,10 @@ class ReasonRecipe(TrainingRecipe):
             "verifier_failures": self.verifier.failures,
             "teacher": self.teacher.describe() if self.teacher else None,
             "train_problems": len(self.rows),
+            "zero_std_first": mean_or_none([m.get("groups/zero_std_first") for m in steps]),
+            "kept_share": mean_or_none([m.get("groups/kept_share") for m in steps]),
+            "groups_generated": sum(m.get("groups/generated", 0) for m in steps),
+            "pass_rate_by_level": self.curriculum.describe(),
             "reward_first": mean_or_none([m.get("reward") for m in steps[:5]]),
             "reward_last": mean_or_none([m.get("reward") for m in steps[-5:]]),
             "leakage_last": mean_or_none([m.get("leakage") for m in steps[-5:]]),

@@ -37,7 +37,8 @@ class MathSuite(Suite):
         return Item(
             key=record.get("id", number),
             messages=math_messages(question),
-            record={"question": question, "answer": answer, "solution": solution},
+            # `difficulty` (from `rlsd data math`): the level `reason`'s curriculum measures pass rates by.
+            record={"question": question, "answer": answer, "solution": solution, "difficulty": record.get("difficulty")},
         )
 
     def score(self, item: Item, response: str) -> dict[str, Any]:
