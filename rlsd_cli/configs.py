@@ -294,11 +294,12 @@ class ReasonConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, Peri
     teacher_sync_steps: int = option(20, "Steps between re-syncs of the sync teacher.", ge=1)
     num_generations: int = option(8, "Completions per problem (the group G; at least 2).", ge=2)
     prompts_per_step: int = option(2, "Problems per optimizer step.", ge=1)
-    max_new_tokens: int = option(128, "Most tokens per completion.", ge=1)
-    temperature: float = option(1.0, "Rollout sampling temperature (no top-k/top-p); the teacher scores at the same "
-                                "one.", gt=0)
+    max_new_tokens: int | None = option(None, "Most tokens per completion (default: 128 on a CPU, 1024 on a GPU).",
+                                        ge=1)
+    temperature: float | None = option(None, "Rollout sampling temperature (no top-k/top-p); the teacher scores at "
+                                       "the same one (default: 0.7 on a CPU, 1.0 on a GPU).", gt=0)
     steps: int = option(40, "Optimizer steps.", ge=1)
-    lr: float = option(2e-4, "Learning rate (LoRA).", gt=0)
+    lr: float | None = option(None, "Learning rate (LoRA; default: 1e-4 on a CPU, 2e-5 on a GPU).", gt=0)
     dynamic_sampling: int = option(2, "DAPO dynamic sampling: groups whose rewards are all equal (no signal) are "
                                    "dropped and fresh problems refill the step, for at most N more generations "
                                    "(0: off; one process only).", ge=0)
@@ -319,6 +320,22 @@ class ReasonConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, Peri
         super().check()
         if isinstance(self.verifier, str):  # one verifier given alone, as a recipe may
             self.verifier = [self.verifier]
+
+    def fill_device_defaults(self, device: str) -> dict[str, Any]:
+        """The options left unset take the device's defaults (REASON_DEVICE_DEFAULTS); returns what was filled."""
+        filled = {name: value for name, value in REASON_DEVICE_DEFAULTS[device].items() if getattr(self, name) is None}
+        for name, value in filled.items():
+            setattr(self, name, value)
+        return filled
+
+
+# `rlsd reason`'s defaults by device. CPU: the embedded 135M model on `rlsd data math` (docs/reason.md: at
+# temperature 1.0 and lr 2e-4 it did not learn in 40 steps; 0.7 and 1e-4 did). GPU: a reasoning model's chains
+# need room (the paper's temperature 1 and 1024+ tokens; lr as in recipes/gpu-qwen3-8b-reason.yaml).
+REASON_DEVICE_DEFAULTS = {
+    "cpu": {"temperature": 0.7, "max_new_tokens": 128, "lr": 1e-4},
+    "cuda": {"temperature": 1.0, "max_new_tokens": 1024, "lr": 2e-5},
+}
 
 
 TRAINING_CONFIGS = {"sft": SFTConfig, "recover": RecoverConfig, "reason": ReasonConfig}

@@ -77,7 +77,7 @@ def rlsd_advantages(advantages: torch.Tensor, delta: torch.Tensor, lam: float, e
     """Per-token RLSD advantages A_t = A * [(1 - lam) + lam * clip(w_t, 1 - eps_w, 1 + eps_w)], detached.
 
     lam = 0 is GRPO exactly (A broadcast over tokens); A = 0 gives 0; sign(A_t) = sign(A); with the clip the
-    magnitude stays within [1 - lam*eps_w, 1 + lam*eps_w] * |A| (the released code's form, see methods.md).
+    magnitude stays within [1 - lam*eps_w, 1 + lam*eps_w] * |A| (the released code's form: iie-ycx/RLSD, verl/workers/actor/dp_opsd_actor.py).
     """
     weights = rlsd_token_weights(delta, advantages).clamp(1.0 - eps_w, 1.0 + eps_w)
     return (advantages.detach().unsqueeze(-1) * ((1.0 - lam) + lam * weights)).detach()

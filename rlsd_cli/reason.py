@@ -63,7 +63,7 @@ from .verifiers import build_verifier
 TEACHER_ADAPTER = "informed_teacher"
 CURRICULUM_RECORD = "curriculum.json"  # in each checkpoint: the measured pass rates the next steps draw by
 
-# The teacher sees the question, then the privileged information (methods.md: the released code inserts the
+# The teacher sees the question, then the privileged information (the released code, iie-ycx/RLSD, inserts the
 # final answer as "a reference solution" and asks the model to solve the problem its own way).
 PRIVILEGED_TEMPLATE = (
     "{question}\n\nHere is a reference solution: {hint}\n"
@@ -350,6 +350,8 @@ class ReasonRecipe(TrainingRecipe):
         self.verifier = build_verifier(config.verifier)
         self.train_file, self.test_file = data_files(config)
         self.rows = training_rows(self.train_file, config.privileged)
+        self.device_defaults = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
+        self.device_defaults["filled"] = config.fill_device_defaults(self.device_defaults["device"])
         self.curriculum = ProblemCurriculum([row["level"] for row in self.rows], config.seed,
                                             by_pass_rate=config.curriculum == "pass-rate")
 
@@ -377,7 +379,8 @@ class ReasonRecipe(TrainingRecipe):
     def record(self, loaded: LoadedModel) -> dict[str, Any]:
         refill = self.config.dynamic_sampling if world_size() == 1 else 0
         return {"data": {"train": str(self.train_file), "test": str(self.test_file) if self.test_file else None},
-                "sampling": {"curriculum": self.config.curriculum, "dynamic_sampling_rounds": refill}}
+                "sampling": {"curriculum": self.config.curriculum, "dynamic_sampling_rounds": refill},
+                "device_defaults": self.device_defaults}
 
     def build_trainer(self, loaded: LoadedModel, run: Run, callbacks: list):
         config, verifier = self.config, self.verifier
