@@ -1,5 +1,15 @@
-"""Sample efficiency of RLSD vs GRPO vs OPSD: held-out accuracy against training step on `rlsd data math`
-problems, several seeds each, and how many steps RLSD needs to reach GRPO's final accuracy (target: half).
+"""Sample efficiency of RLSD vs GRPO vs OPSD: held-out accuracy against training step and against rollouts on
+`rlsd data math` problems, several seeds each (mean, min and max per point), and how many steps RLSD needs to reach
+GRPO's final accuracy (target: half).
+
+Where per-token credit should matter (issue: multi-step problems, longer completions, no wasted groups):
+
+    python benchmarks/sample_efficiency.py --runs bench-multistep --problem-steps 3 --max-new-tokens 160 --steps 40 \
+        --variants rlsd grpo "rlsd-wide=rlsd:--eps-w 0.6 --lambda 1.0"
+
+Every run samples with dynamic sampling and the pass-rate curriculum on (`rlsd reason`'s defaults), so the runs
+of one seed do not see the same rollouts count: the rollouts axis (completions generated, refills included) is
+the fair one. A variant is `NAME=ALGO:EXTRA FLAGS` (or just an algorithm).
 
 Each (algorithm, seed) is one `rlsd reason` run with `--eval-every`; two run at a time, one thread each (this
 machine has 2 cores). Runs already made (`--runs DIR` holding folders named <algo>-seed<S>) are read, not redone,
@@ -36,21 +46,43 @@ def curve(run: Path) -> dict[int, float]:
     return {r["step"]: r[METRIC] for r in rows if isinstance(r.get(METRIC), (int, float))}
 
 
+def rollouts_by_step(run: Path, group_size: int) -> dict[int, int]:
+    """Completions generated up to each step (refills included; a run without the count drew its step's groups)."""
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    total, out = 0, {0: 0}
+    for r in rows:
+        if "reward" in r:
+            total += int(r.get("groups/generated", 0)) * group_size
+            out[r["step"]] = total
+    return out
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"mean": round(statistics.mean(values), 4), "min": min(values), "max": max(values)}
+
+
+def parse_variant(text: str) -> tuple[str, str, list[str]]:
+    name, _, spec = text.partition("=")
+    algo, _, extra = (spec or name).partition(":")
+    return name, algo, extra.split()
+
+
 def steps_to_reach(points: dict[int, float], target: float) -> int | None:
     return next((step for step, value in sorted(points.items()) if value >= target), None)
 
 
-def launch(algo: str, seed: int, args, data: Path) -> subprocess.Popen:
+def launch(variant: str, seed: int, args, data: Path) -> subprocess.Popen:
+    name, algo, extra = parse_variant(variant)
     exe = Path(sys.executable).with_name("rlsd")
     command = [str(exe), "reason", "--data", str(data), "--model", args.model, "--algo", algo, "--seed", str(seed),
                "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--eval-limit", str(args.eval_limit),
                "--num-generations", str(FIXED["num_generations"]), "--prompts-per-step", str(args.prompts_per_step), "--max-new-tokens", str(args.max_new_tokens),
                "--temperature", str(FIXED["temperature"]), "--lr", str(args.lr), "--verifier", "math",
-               "--runs-dir", str(args.runs), "--name", f"{algo}-seed{seed}"]
-    if (args.runs / f"{algo}-seed{seed}").exists():  # a run stopped before its end: rlsd moves it to .trash/
+               "--runs-dir", str(args.runs), "--name", f"{name}-seed{seed}", "--no-forgetting", *extra]
+    if (args.runs / f"{name}-seed{seed}").exists():  # a run stopped before its end: rlsd moves it to .trash/
         command.append("--force")
     # Output to a file, not a pipe: a pipe nobody reads fills up and blocks the run.
-    with open(args.runs / f"{algo}-seed{seed}.log", "w") as log:  # the child keeps its own copy of the descriptor
+    with open(args.runs / f"{name}-seed{seed}.log", "w") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True,
                                 env=dict(os.environ, OMP_NUM_THREADS=str(FIXED["threads_per_run"])))
 
@@ -59,7 +91,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--algos", nargs="+", default=["rlsd", "grpo", "opsd"])
+    parser.add_argument("--variants", "--algos", nargs="+", default=["rlsd", "grpo", "opsd"],
+                        help="algorithms, or NAME=ALGO:EXTRA FLAGS")
+    parser.add_argument("--problem-steps", type=int, default=1, help="rlsd data math --max-steps (difficulty 1..N)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--prompts-per-step", type=int, default=1)
@@ -69,39 +103,51 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     args = parser.parse_args()
 
-    data = args.runs / "arith-1step"
+    data = args.runs / f"arith-{args.problem_steps}step"
     if not (data / "train.jsonl").is_file():
-        subprocess.run([str(Path(sys.executable).with_name("rlsd")), "data", "math", "--n", "1000", "--max-steps", "1",
+        subprocess.run([str(Path(sys.executable).with_name("rlsd")), "data", "math", "--n", "1000",
+                        "--max-steps", str(args.problem_steps),
                         "--test-fraction", "0.1", "--out", str(data)], check=True, capture_output=True)
     started = time.perf_counter()
     # Seed by seed, so a sweep stopped early holds whole seeds of every algorithm.
-    todo = [(a, s) for s in args.seeds for a in args.algos if not (args.runs / f"{a}-seed{s}" / "summary.json").is_file()]
+    names = [parse_variant(v)[0] for v in args.variants]
+    todo = [(v, s) for s in args.seeds for v in args.variants
+            if not (args.runs / f"{parse_variant(v)[0]}-seed{s}" / "summary.json").is_file()]
     running: list[tuple[str, int, subprocess.Popen]] = []
     while todo or running:
         while todo and len(running) < 2:
-            algo, seed = todo.pop(0)
-            running.append((algo, seed, launch(algo, seed, args, data)))
+            variant, seed = todo.pop(0)
+            running.append((variant, seed, launch(variant, seed, args, data)))
         time.sleep(5)
         for item in list(running):
             if item[2].poll() is not None:
                 running.remove(item)
                 if item[2].returncode != 0:
-                    log = (args.runs / f"{item[0]}-seed{item[1]}.log").read_text()
+                    log = (args.runs / f"{parse_variant(item[0])[0]}-seed{item[1]}.log").read_text()
                     raise SystemExit(f"{item[0]} seed {item[1]} failed: {log[-2000:]}")
 
-    curves = {a: {s: curve(args.runs / f"{a}-seed{s}") for s in args.seeds} for a in args.algos}
-    mean_curves = {}
+    group = FIXED["num_generations"]
+    curves = {a: {s: curve(args.runs / f"{a}-seed{s}") for s in args.seeds} for a in names}
+    rollouts = {a: {s: rollouts_by_step(args.runs / f"{a}-seed{s}", group) for s in args.seeds} for a in names}
+    by_step, by_rollouts = {}, {}
     for algo, by_seed in curves.items():
         steps = sorted(set.intersection(*(set(c) for c in by_seed.values())))
-        mean_curves[algo] = {step: round(statistics.mean(c[step] for c in by_seed.values()), 4) for step in steps}
+        by_step[algo] = {step: spread([c[step] for c in by_seed.values()]) for step in steps}
+        by_rollouts[algo] = {step: spread([rollouts[algo][s].get(step, 0) for s in args.seeds]) for step in steps}
+    mean_curves = {a: {step: v["mean"] for step, v in points.items()} for a, points in by_step.items()}
     summaries = {a: {s: json.loads((args.runs / f"{a}-seed{s}" / "summary.json").read_text()) for s in args.seeds}
-                 for a in args.algos}
+                 for a in names}
     result = {
         "benchmark": "sample_efficiency",
         "machine": machine(),
         "model": args.model, "steps": args.steps, "prompts_per_step": args.prompts_per_step, **FIXED,
+        "problem_steps": args.problem_steps, "variants": args.variants,
         "seeds": args.seeds, "eval_limit": args.eval_limit, "max_new_tokens": args.max_new_tokens, "lr": args.lr,
         "mean_curves": mean_curves,
+        "accuracy_by_step": by_step,
+        "rollouts_by_step": by_rollouts,
+        "zero_std_first": {a: spread([x["zero_std_first"] for x in by_seed.values() if x.get("zero_std_first") is not None] or [0.0])
+                           for a, by_seed in summaries.items()},
         "final_by_seed": {a: {s: c[max(c)] if c else None for s, c in by_seed.items()} for a, by_seed in curves.items()},
         "seconds_per_step": {a: round(statistics.mean(x["seconds_per_step"] for x in by_seed.values()), 1)
                              for a, by_seed in summaries.items()},
@@ -114,11 +160,16 @@ def main() -> None:
         result["grpo_final_accuracy"] = grpo_final
         result["rlsd_steps_to_grpo_final"] = reach
         result["target_met"] = reach is not None and reach <= args.steps / 2
-    from rlsd_cli.plots import plot_series
+    from rlsd_cli.plots import plot_series_grid
 
     png = args.runs / "sample_efficiency.png"
-    plot_series({a: sorted(c.items()) for a, c in mean_curves.items()}, png,
-                f"held-out accuracy, mean of {len(args.seeds)} seeds", ylabel=METRIC)
+    grid = {f"held-out accuracy vs step (mean of {len(args.seeds)} seeds)": {a: sorted(c.items()) for a, c in mean_curves.items()}}
+    for label, pick in (("min", "min"), ("max", "max")):
+        for a, points in by_step.items():
+            grid[f"held-out accuracy vs step (mean of {len(args.seeds)} seeds)"][f"{a} {label}"] = sorted((k, v[pick]) for k, v in points.items())
+    grid["held-out accuracy vs rollouts (mean)"] = {
+        a: sorted((by_rollouts[a][k]["mean"], v) for k, v in mean_curves[a].items()) for a in names}
+    plot_series_grid(grid, png, ylabel=METRIC)
     result["plot"] = str(png)
     print(json.dumps(result, indent=2))
 

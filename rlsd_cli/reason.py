@@ -304,7 +304,8 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         else:
             lam = 0.0 if self.algo == "grpo" else linear_decay(self.state.global_step, self.lam, self.decay_steps)
             if self.algo == "rlsd":
-                delta = inputs["teacher_logps"] - logps.detach()
+                # Masked before exp, as the release and ms-swift do: padding never reaches a weight.
+                delta = (inputs["teacher_logps"] - logps.detach()) * mask
                 token_advantages = rlsd_advantages(advantages, delta, lam, self.eps_w)
                 weights = rlsd_token_weights(delta, advantages)[mask.bool()]
                 if not weights.numel():  # NaN: left out of the logged mean (every process still joins the gather)
