@@ -62,6 +62,17 @@ def test_concat_rollouts_keeps_the_selected_rows_and_pads_each_side_as_trl_does(
     assert out["advantages"].tolist() == [-1.0, 0.5] and int(out["num_items_in_batch"]) == 2
 
 
+def test_reason_options_left_unset_take_the_device_defaults_and_set_ones_stay():
+    from pathlib import Path
+
+    from rlsd_cli.configs import REASON_DEVICE_DEFAULTS, ReasonConfig
+
+    config = ReasonConfig(data=Path("d"), temperature=0.9)
+    assert config.fill_device_defaults("cuda") == {"max_new_tokens": 1024, "lr": 2e-5}
+    assert (config.temperature, config.max_new_tokens) == (0.9, 1024)
+    assert REASON_DEVICE_DEFAULTS["cpu"]["max_new_tokens"] < REASON_DEVICE_DEFAULTS["cuda"]["max_new_tokens"]
+
+
 def test_reason_refills_steps_with_groups_that_carry_signal(tiny_model_dir, tmp_path):
     """A verifier that gives some problems varying rewards and the others none: groups without signal are
     dropped and the step is refilled, and the record says so."""
@@ -90,3 +101,4 @@ def test_reason_refills_steps_with_groups_that_carry_signal(tiny_model_dir, tmp_
     assert set(summary["pass_rate_by_level"]) <= {"1", "2", "3"}
     record = json.loads((runs / "dyn" / "run.json").read_text())
     assert record["sampling"] == {"curriculum": "pass-rate", "dynamic_sampling_rounds": 2}
+    assert record["device_defaults"] == {"device": "cpu", "filled": {"temperature": 0.7, "lr": 1e-4}}
