@@ -22,20 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
 from datasets import Dataset
 from peft.utils import set_peft_model_state_dict
 from safetensors.torch import load_file
-from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from .chat_format import left_padding
 from .configs import ReasonConfig
 from .curriculum import ProblemCurriculum, concat_rollouts, groups_with_signal
-from .fsutil import atomic_write_json
 from .distributed import per_process_share, world_size
 from .errors import BadInputError
 from .evaluate import EvalConfig
+from .fsutil import atomic_write_json
 from .losses import (
     clipped_policy_loss,
     group_advantages,
@@ -162,7 +162,7 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
     `algo="grpo"` skips the teacher (lam = 0), `algo="opsd"` trains on the reverse KL to the teacher alone."""
 
     def __init__(self, *args, algo, teacher, lam, decay_steps, eps_w, eps_low, eps_high, dual_clip, autocast,
-                 curriculum=None, refill_rounds=0, **kwargs):
+                 curriculum, refill_rounds=0, **kwargs):
         self.algo, self.informed_teacher = algo, teacher
         self.curriculum, self.refill_rounds = curriculum, refill_rounds
         self.lam, self.decay_steps, self.eps_w = lam, decay_steps, eps_w
@@ -209,6 +209,8 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
             inputs = self._curriculum_rows(len(inputs), round_index=0)
         output, rewards = self._sample_groups(inputs)
         self._metrics["train"]["accuracy"].append((rewards > 0.5).float().mean().item())
+        signal = groups_with_signal(rewards, self.num_generations)
+        self._metrics["train"]["groups/zero_std_first"].append(1.0 - signal.float().mean().item())
         if self.model.training and self.refill_rounds > 0:
             inputs, output = self._refill(inputs, output, rewards)
         if self.algo != "grpo":
@@ -244,7 +246,6 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         size = self.num_generations
         wanted = len(inputs) // size
         parts = [(inputs, output, groups_with_signal(rewards, size))]
-        first_zero = 1.0 - parts[0][2].float().mean().item()
         kept, rounds = int(parts[0][2].sum()), 0
         while kept < wanted and rounds < self.refill_rounds:
             rounds += 1
@@ -260,7 +261,6 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
             budget -= int(take.sum())
             selected.append((rows, out, take))
         used = wanted - budget
-        self._metrics["train"]["groups/zero_std_first"].append(first_zero)
         self._metrics["train"]["groups/kept_share"].append(used / wanted)
         self._metrics["train"]["groups/generated"].append(generated)
         self._metrics["train"]["groups/dropped"].append(generated - used)
