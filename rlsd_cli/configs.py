@@ -265,8 +265,9 @@ class RecoverConfig(PrecisionOptions, RunOptions, EvalOptions, PeriodicEvalOptio
     keep_prompts: Path | None = option(None, "Questions (and answers, for --keep-with sft) about the documents "
                                        "(default: the sft run's knowledge_prompts.jsonl).")
     keep_examples_per_step: int = option(8, "Q/A pairs per step for --keep-with sft.", ge=1)
-    keep_newest_share: float = option(0.5, "After a continuing round (sft --from): share of each step's Q/A pairs "
-                                      "drawn from the pairs that round made (its new and changed documents).", ge=0, le=1)
+    keep_newest_share: float = option(0.0, "After a continuing round (sft --from): share of each step's Q/A pairs "
+                                      "drawn from the pairs that round made (0: the whole pool alike; 0.5 kept the "
+                                      "new facts but cost IFEval and older QA, docs/continual.md).", ge=0, le=1)
     samples_per_prompt: int = option(2, "Completions sampled per prompt (temperature 1, no truncation).", ge=1)
     top_k: int = option(0, "Sample from the k likeliest tokens (0: all, as on-policy distillation assumes; 1: greedy, "
                         "the same rollouts on any number of processes).", ge=0)
