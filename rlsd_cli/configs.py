@@ -303,7 +303,7 @@ class ReasonConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, Peri
     lr: float | None = option(None, "Learning rate (LoRA; default: 1e-4 on a CPU, 2e-5 on a GPU).", gt=0)
     dynamic_sampling: int = option(2, "DAPO dynamic sampling: groups whose rewards are all equal (no signal) are "
                                    "dropped and fresh problems refill the step, for at most N more generations "
-                                   "(0: off; one process only).", ge=0)
+                                   "(0: off; one process only).", ge=0, le=15)
     curriculum: str = option("pass-rate", "How problems are drawn: pass-rate (in proportion to p(1-p), p the measured "
                              "pass rate of the problem and its difficulty) | uniform (TRL's shuffled order).",
                              choices=("pass-rate", "uniform"))

@@ -7,7 +7,7 @@ groups and 25 of 40 steps had no gradient at all. Two remedies, both here:
 - **Dynamic sampling** (DAPO, arXiv 2503.14476, section 3.2): the groups without reward variance are dropped and
   fresh problems refill the step, for at most `rounds` extra generation rounds; the step trains on what it has
   after that. TRL 1.16 has no such option (its GRPOTrainer logs `frac_reward_zero_std` but trains on every
-  group), so `reason.SelfDistilledGRPOTrainer` calls `refill` after its own sampling.
+  group), so `reason.SelfDistilledGRPOTrainer._refill` does it after TRL's sampling.
 - **A pass-rate curriculum**: each step's problems are drawn here (the trainer's data loader only paces the
   steps); every group's rewards update the problem's and its difficulty level's measured pass
   rate, and problems are drawn in proportion to their expected reward variance p(1 - p), with p the problem's

@@ -232,6 +232,7 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
                 self.curriculum.record(problems[start], rewards[start:start + self.num_generations].tolist())
         return output, rewards
 
+    # A draw's key: the step and the round within it (--dynamic-sampling is at most 15, so keys never collide).
     def _curriculum_rows(self, rows: int, round_index: int) -> list[dict[str, Any]]:
         """This process's share of the problems the curriculum draws for the step (every process draws the same
         global list and takes its slice, as TRL's sampler deals them)."""

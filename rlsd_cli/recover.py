@@ -148,10 +148,10 @@ def anchor_batches(examples: list[dict[str, Any]], per_step: int, steps: int, se
     continuing round they are a small part of the knowledge (28 of 320 in the example's second round), and an anchor
     drawn from the whole pool let distillation from the base erase them (docs/continual.md)."""
     rng = random.Random(seed)
-    if newest_share == 0:
+    if newest_share == 0 or not examples:  # one pool
         examples, newest = list(examples) + list(newest), []
     pools = [(list(newest), []), (list(examples), [])]
-    from_newest = round(per_step * newest_share) if newest and examples else (per_step if newest else 0)
+    from_newest = round(per_step * newest_share) if newest else 0
     batches = []
     for _ in range(steps):
         batch = []
