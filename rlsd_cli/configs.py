@@ -256,8 +256,8 @@ class RecoverConfig(PrecisionOptions, RunOptions, EvalOptions, PeriodicEvalOptio
                          choices=RECOVER_METHODS)
     divergence: str = option("full", "full (full-vocabulary reverse KL) | sampled (per-token estimator). sft-self "
                              "always trains on the sampled tokens.", choices=DIVERGENCES)
-    prompts: str = option("format", "General prompts: a built-in set (general | format | all) or a JSONL file "
-                          "('prompt' or 'messages').")
+    prompts: str = option("format", "General prompts: built-in sets (general | format | factual | all, "
+                          "joined with '+') or a JSONL file ('prompt' or 'messages').")
     keep_mix: float = option(0.5, "Share of the loss that keeps what sft taught (see --keep-with); 0 is plain "
                              "distillation from the base.", ge=0, lt=1)
     keep_with: str = option("sft", "sft (supervised loss on the sft run's Q/A pairs) | distill (on-policy from a frozen "

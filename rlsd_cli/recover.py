@@ -34,7 +34,7 @@ from .evaluate import EvalConfig
 from .losses import chunked_reverse_kl, on_policy_distillation_loss, sampled_reverse_kl, self_sft_loss
 from .model import LoadedModel, load_model, resolve_model
 from .plots import plot_curves
-from .replay import FORMAT_INSTRUCTIONS, GENERAL_INSTRUCTIONS, builtin_instructions, read_prompts
+from .replay import FACTUAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS, GENERAL_INSTRUCTIONS, builtin_instructions, read_prompts
 from .run_record import RUN_RECORD
 from .runs import Run
 from .teachers import (
@@ -59,9 +59,11 @@ from .training import (
 
 KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
 # Built-in general prompt sets (files in rlsd_cli/data/): `general` = 240 everyday tasks, `format` = 72 tasks that
-# each ask for a checkable format (a format the base follows comes back only where a prompt asks for it), `all` = both.
+# each ask for a checkable format (a format the base follows comes back only where a prompt asks for it), `factual`
+# = 160 short world-knowledge questions, `all` = the three. Sets join with "+" (`format+factual`).
 BUILTIN_PROMPTS = {"general": (GENERAL_INSTRUCTIONS,), "format": (FORMAT_INSTRUCTIONS,),
-                   "all": (GENERAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS)}
+                   "factual": (FACTUAL_INSTRUCTIONS,),
+                   "all": (GENERAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS, FACTUAL_INSTRUCTIONS)}
 SNAPSHOT_ADAPTER = "sft_snapshot"
 # Token means logged each step, added up over all processes before they are logged.
 LOGGED_KEYS = ("reverse_kl", "logp/student", "logp/teacher", "reverse_kl/keep", "reverse_kl/general")
@@ -165,12 +167,15 @@ def anchor_batches(examples: list[dict[str, Any]], per_step: int, steps: int, se
 
 
 def general_prompts(spec: str) -> tuple[list[list[dict[str, str]]], str]:
-    """Prompts from a JSONL file, or a built-in set by name (a file of that name wins)."""
+    """Prompts from a JSONL file, or built-in sets by name joined with "+" (a file of that name wins)."""
     if Path(spec).is_file():
         return read_prompts(Path(spec)), str(spec)
-    if spec not in BUILTIN_PROMPTS:
-        raise BadInputError(f"--prompts {spec}: no such file; give a JSONL file or a built-in set: {', '.join(BUILTIN_PROMPTS)}")
-    items = [item for name in BUILTIN_PROMPTS[spec] for item in builtin_instructions(name)]
+    unknown = [name for name in spec.split("+") if name not in BUILTIN_PROMPTS]
+    if unknown:
+        raise BadInputError(f"--prompts {spec}: no such file, and {unknown[0]!r} is no built-in set; give a JSONL file "
+                            f"or built-in sets joined with '+': {', '.join(BUILTIN_PROMPTS)}")
+    files = dict.fromkeys(file for name in spec.split("+") for file in BUILTIN_PROMPTS[name])
+    items = [item for file in files for item in builtin_instructions(file)]
     return [[{"role": "user", "content": item["prompt"]}] for item in items], f"built-in {spec} instructions ({len(items)})"
 
 

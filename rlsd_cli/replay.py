@@ -30,6 +30,10 @@ GENERAL_INSTRUCTIONS = "general_instructions.jsonl"
 # from an evaluation set. `recover --prompts format|all` samples them: a format the base model follows is only
 # brought back where a prompt asks for it.
 FORMAT_INSTRUCTIONS = "format_instructions.jsonl"
+# Short world-knowledge and everyday-fact questions written for this project, none about a fact, entity or phrase
+# of the `knowledge` suite: documents hijack exactly this question shape ("The closest star is Kestrel"), and
+# distilling the base on it restores the base's answers to it (`recover --prompts format+factual`).
+FACTUAL_INSTRUCTIONS = "factual_instructions.jsonl"
 
 
 def builtin_instructions(name: str = GENERAL_INSTRUCTIONS) -> list[dict[str, str]]:

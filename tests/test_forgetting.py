@@ -37,10 +37,21 @@ def test_the_built_in_sets_are_their_own():
     measured = [*(p["prompt"] for p in drift.drift_prompts()), *_prompts(KNOWLEDGE_DATA, "question")]
     used = [*(i["prompt"] for i in replay.builtin_instructions(replay.GENERAL_INSTRUCTIONS)),
             *(i["prompt"] for i in replay.builtin_instructions(replay.FORMAT_INSTRUCTIONS)),
+            *(i["prompt"] for i in replay.builtin_instructions(replay.FACTUAL_INSTRUCTIONS)),
             *_prompts(get_suite("ifeval").data_file(None), "prompt"), *_prompts(get_suite("gsm8k").data_file(None), "question")]
     elsewhere = set().union(*(_word_runs(text) for text in used))
     assert not [text for text in measured if _word_runs(text) & elsewhere]
     assert not set(measured) & set(used)
+
+
+def test_the_factual_recover_prompts_ask_nothing_the_knowledge_suite_asks():
+    """recover's `factual` set restores the base on short factual questions; naming a knowledge answer in one of
+    them would be training retention's own items."""
+    answers = {a.lower() for line in KNOWLEDGE_DATA.read_text().splitlines() if line.strip()
+               for a in (json.loads(line)["answer"], *json.loads(line)["aliases"]) if len(a) >= 4}
+    factual = replay.builtin_instructions(replay.FACTUAL_INSTRUCTIONS)
+    named = {i["id"]: sorted(a for a in answers if re.search(rf"\b{re.escape(a)}\b", i["prompt"].lower())) for i in factual}
+    assert len(factual) >= 150 and not {k: v for k, v in named.items() if v}
 
 
 def test_the_built_in_sets_are_broad():

@@ -142,14 +142,18 @@ def test_step_prompts_put_the_keep_fraction_in_every_step_in_a_fixed_order():
     assert all(r["kind"] == "general" for r in step_prompts(general, [], 2, 4, 0.5, 0))
 
 
-def test_built_in_prompt_sets_are_the_general_and_the_format_instructions():
+def test_built_in_prompt_sets_are_the_general_format_and_factual_instructions():
     from rlsd_cli.recover import general_prompts
-    from rlsd_cli.replay import FORMAT_INSTRUCTIONS, builtin_instructions
+    from rlsd_cli.replay import FACTUAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS, builtin_instructions
 
     formats = [i["prompt"] for i in builtin_instructions(FORMAT_INSTRUCTIONS)]
-    texts = {spec: [p[0]["content"] for p in general_prompts(spec)[0]] for spec in ("all", "general", "format")}
+    specs = ("all", "general", "format", "factual", "format+factual", "factual+format+factual")
+    texts = {spec: [p[0]["content"] for p in general_prompts(spec)[0]] for spec in specs}
     assert texts["format"] == formats
-    assert texts["all"] == texts["general"] + formats
+    assert texts["factual"] == [i["prompt"] for i in builtin_instructions(FACTUAL_INSTRUCTIONS)]
+    assert texts["all"] == texts["general"] + formats + texts["factual"]
+    assert texts["format+factual"] == formats + texts["factual"]
+    assert texts["factual+format+factual"] == texts["factual"] + formats  # a set named twice is read once
     assert len(texts["general"]) == len(builtin_instructions()) and not set(texts["general"]) & set(formats)
     assert general_prompts(RecoverConfig.prompts)[0] == general_prompts("format")[0]  # the default
 
@@ -160,8 +164,10 @@ def test_general_prompts_read_a_file_and_name_the_built_in_sets(tmp_path):
     path = tmp_path / "mine.jsonl"
     path.write_text(json.dumps({"prompt": "Say hi."}) + "\n")
     assert general_prompts(str(path))[0] == [[{"role": "user", "content": "Say hi."}]]
-    with pytest.raises(BadInputError, match="general, format, all"):
+    with pytest.raises(BadInputError, match="general, format, factual, all"):
         general_prompts(str(tmp_path / "missing.jsonl"))
+    with pytest.raises(BadInputError, match="'formats' is no built-in set"):
+        general_prompts("general+formats")
 
 
 @pytest.mark.parametrize(("field", "value"), [("keep_mix", 1.0), ("steps", 0), ("method", "dpo"), ("divergence", "jsd"), ("lr", -1.0), ("keep_with", "ewc"),
