@@ -60,7 +60,9 @@ from .training import (
 KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
 # Built-in general prompt sets (files in rlsd_cli/data/): `general` = 240 everyday tasks, `format` = 72 tasks that
 # each ask for a checkable format (a format the base follows comes back only where a prompt asks for it), `factual`
-# = 160 short world-knowledge questions, `all` = the three. Sets join with "+" (`format+factual`).
+# = 160 short world-knowledge questions, `all` = the three. Sets join with "+" (`format+factual`) and weigh alike:
+# a step draws from each about equally however many prompts each holds (concatenated, 160 factual questions
+# drowned the 72 format tasks and IFEval's repair with them, docs/forgetting.md).
 BUILTIN_PROMPTS = {"general": (GENERAL_INSTRUCTIONS,), "format": (FORMAT_INSTRUCTIONS,),
                    "factual": (FACTUAL_INSTRUCTIONS,),
                    "all": (GENERAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS, FACTUAL_INSTRUCTIONS)}
@@ -174,9 +176,11 @@ def general_prompts(spec: str) -> tuple[list[list[dict[str, str]]], str]:
     if unknown:
         raise BadInputError(f"--prompts {spec}: no such file, and {unknown[0]!r} is no built-in set; give a JSONL file "
                             f"or built-in sets joined with '+': {', '.join(BUILTIN_PROMPTS)}")
-    files = dict.fromkeys(file for name in spec.split("+") for file in BUILTIN_PROMPTS[name])
-    items = [item for file in files for item in builtin_instructions(file)]
-    return [[{"role": "user", "content": item["prompt"]}] for item in items], f"built-in {spec} instructions ({len(items)})"
+    sets = [builtin_instructions(file) for file in dict.fromkeys(f for name in spec.split("+") for f in BUILTIN_PROMPTS[name])]
+    longest = max(map(len, sets))
+    items = [rows[i % len(rows)] for rows in sets for i in range(longest)]  # each set cycled to the longest's size
+    about = f"built-in {spec} instructions ({sum(map(len, sets))}" + (", each set weighted alike)" if len(sets) > 1 else ")")
+    return [[{"role": "user", "content": item["prompt"]}] for item in items], about
 
 
 def check_trained_adapter(peft_model, run_dir: Path) -> None:

@@ -151,9 +151,12 @@ def test_built_in_prompt_sets_are_the_general_format_and_factual_instructions():
     texts = {spec: [p[0]["content"] for p in general_prompts(spec)[0]] for spec in specs}
     assert texts["format"] == formats
     assert texts["factual"] == [i["prompt"] for i in builtin_instructions(FACTUAL_INSTRUCTIONS)]
-    assert texts["all"] == texts["general"] + formats + texts["factual"]
-    assert texts["format+factual"] == formats + texts["factual"]
-    assert texts["factual+format+factual"] == texts["factual"] + formats  # a set named twice is read once
+    # Joined sets weigh alike: each is cycled to the largest's size, so a step draws from each about equally.
+    factual, n = texts["factual"], len(texts["factual"])
+    assert len(factual) > len(formats) and texts["format+factual"] == [formats[i % len(formats)] for i in range(n)] + factual
+    assert texts["factual+format+factual"] == factual + texts["format+factual"][:n]  # a set named twice is read once
+    longest = len(texts["general"])
+    assert len(texts["all"]) == 3 * longest and set(texts["all"]) == set(texts["general"]) | set(formats) | set(factual)
     assert len(texts["general"]) == len(builtin_instructions()) and not set(texts["general"]) & set(formats)
     assert general_prompts(RecoverConfig.prompts)[0] == general_prompts("format")[0]  # the default
 
