@@ -34,7 +34,13 @@ from .evaluate import EvalConfig
 from .losses import chunked_reverse_kl, on_policy_distillation_loss, sampled_reverse_kl, self_sft_loss
 from .model import LoadedModel, load_model, resolve_model
 from .plots import plot_curves
-from .replay import FACTUAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS, GENERAL_INSTRUCTIONS, builtin_instructions, read_prompts
+from .replay import (
+    FACTUAL_INSTRUCTIONS,
+    FORMAT_INSTRUCTIONS,
+    GENERAL_INSTRUCTIONS,
+    builtin_instructions,
+    read_prompts,
+)
 from .run_record import RUN_RECORD
 from .runs import Run
 from .teachers import (

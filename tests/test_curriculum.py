@@ -9,6 +9,7 @@ from collections import Counter
 import torch
 
 from conftest import run_cli
+from rlsd_cli.configs import REASON_DEVICE_DEFAULTS
 from rlsd_cli.curriculum import ProblemCurriculum, concat_rollouts, groups_with_signal
 from rlsd_cli.mathgen import write_math_data
 
@@ -65,7 +66,7 @@ def test_concat_rollouts_keeps_the_selected_rows_and_pads_each_side_as_trl_does(
 def test_reason_options_left_unset_take_the_device_defaults_and_set_ones_stay():
     from pathlib import Path
 
-    from rlsd_cli.configs import REASON_DEVICE_DEFAULTS, ReasonConfig
+    from rlsd_cli.configs import ReasonConfig
 
     config = ReasonConfig(data=Path("d"), temperature=0.9)
     assert config.fill_device_defaults("cuda") == {"max_new_tokens": 1024, "lr": 2e-5}
@@ -101,4 +102,5 @@ def test_reason_refills_steps_with_groups_that_carry_signal(tiny_model_dir, tmp_
     assert summary["pass_rate_by_level"] and set(summary["pass_rate_by_level"]) <= {"1", "2", "3"}
     record = json.loads((runs / "dyn" / "run.json").read_text())
     assert record["sampling"] == {"curriculum": "pass-rate", "dynamic_sampling_rounds": 2}
-    assert record["device_defaults"] == {"device": "cpu", "filled": {"temperature": 0.7, "lr": 1e-4}}
+    cpu = REASON_DEVICE_DEFAULTS["cpu"]
+    assert record["device_defaults"] == {"device": "cpu", "filled": {"temperature": cpu["temperature"], "lr": cpu["lr"]}}
