@@ -282,6 +282,21 @@ class RecoverConfig(PrecisionOptions, RunOptions, EvalOptions, PeriodicEvalOptio
             self.divergence = "sampled"
 
 
+# `rlsd reason`'s defaults by device. CPU: the embedded 135M model on `rlsd data math` (docs/reason.md: with
+# dynamic sampling and the curriculum, held-out 0.07 -> 0.14 in 40 steps at lr 5e-4, 0.08 at 1e-4). GPU: a
+# reasoning model's chains need room (the paper's temperature 1 and 1024+ tokens; lr as in
+# recipes/gpu-qwen3-8b-reason.yaml).
+REASON_DEVICE_DEFAULTS = {
+    "cpu": {"temperature": 0.7, "max_new_tokens": 128, "lr": 5e-4},
+    "cuda": {"temperature": 1.0, "max_new_tokens": 1024, "lr": 2e-5},
+}
+
+
+def device_default_help(name: str) -> str:
+    cpu, gpu = REASON_DEVICE_DEFAULTS["cpu"][name], REASON_DEVICE_DEFAULTS["cuda"][name]
+    return f"(default: {cpu:g} on a CPU, {gpu:g} on a GPU)"
+
+
 @dataclass(kw_only=True)
 class ReasonConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, PeriodicEvalOptions, RolloutOptions):
     data: Path = option(help="A folder with train.jsonl (and test.jsonl), or a JSONL of problems: prompt|question, "
@@ -295,12 +310,12 @@ class ReasonConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, Peri
     teacher_sync_steps: int = option(20, "Steps between re-syncs of the sync teacher.", ge=1)
     num_generations: int = option(8, "Completions per problem (the group G; at least 2).", ge=2)
     prompts_per_step: int = option(2, "Problems per optimizer step.", ge=1)
-    max_new_tokens: int | None = option(None, "Most tokens per completion (default: 128 on a CPU, 1024 on a GPU).",
+    max_new_tokens: int | None = option(None, f"Most tokens per completion {device_default_help('max_new_tokens')}.",
                                         ge=1)
     temperature: float | None = option(None, "Rollout sampling temperature (no top-k/top-p); the teacher scores at "
-                                       "the same one (default: 0.7 on a CPU, 1.0 on a GPU).", gt=0)
+                                       f"the same one {device_default_help('temperature')}.", gt=0)
     steps: int = option(40, "Optimizer steps.", ge=1)
-    lr: float | None = option(None, "Learning rate (LoRA; default: 5e-4 on a CPU, 2e-5 on a GPU).", gt=0)
+    lr: float | None = option(None, f"Learning rate of the LoRA weights {device_default_help('lr')}.", gt=0)
     dynamic_sampling: int = option(2, "DAPO dynamic sampling: groups whose rewards are all equal (no signal) are "
                                    "dropped and fresh problems refill the step, for at most N more generations "
                                    "(0: off; one process only).", ge=0, le=15)
@@ -328,16 +343,6 @@ class ReasonConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, Peri
         for name, value in filled.items():
             setattr(self, name, value)
         return filled
-
-
-# `rlsd reason`'s defaults by device. CPU: the embedded 135M model on `rlsd data math` (docs/reason.md: with
-# dynamic sampling and the curriculum, held-out 0.07 -> 0.14 in 40 steps at lr 5e-4, 0.08 at 1e-4). GPU: a
-# reasoning model's chains need room (the paper's temperature 1 and 1024+ tokens; lr as in
-# recipes/gpu-qwen3-8b-reason.yaml).
-REASON_DEVICE_DEFAULTS = {
-    "cpu": {"temperature": 0.7, "max_new_tokens": 128, "lr": 5e-4},
-    "cuda": {"temperature": 1.0, "max_new_tokens": 1024, "lr": 2e-5},
-}
 
 
 TRAINING_CONFIGS = {"sft": SFTConfig, "recover": RecoverConfig, "reason": ReasonConfig}

@@ -66,9 +66,8 @@ from .training import (
 KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
 # Built-in general prompt sets (files in rlsd_cli/data/): `general` = 240 everyday tasks, `format` = 72 tasks that
 # each ask for a checkable format (a format the base follows comes back only where a prompt asks for it), `factual`
-# = 160 short world-knowledge questions, `all` = the three. Sets join with "+" (`format+factual`) and weigh alike:
-# a step draws from each about equally however many prompts each holds (concatenated, 160 factual questions
-# drowned the 72 format tasks and IFEval's repair with them, docs/forgetting.md).
+# = 160 short world-knowledge questions, `all` = the three. Sets join with "+" (`format+factual`) and are drawn
+# in turn: a user who names two sets asks for both kinds, whatever size each file happens to have.
 BUILTIN_PROMPTS = {"general": (GENERAL_INSTRUCTIONS,), "format": (FORMAT_INSTRUCTIONS,),
                    "factual": (FACTUAL_INSTRUCTIONS,),
                    "all": (GENERAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS, FACTUAL_INSTRUCTIONS)}
@@ -80,9 +79,12 @@ LOGGED_KEYS = ("reverse_kl", "logp/student", "logp/teacher", "reverse_kl/keep", 
 # ---------------------------------------------------------------- prompts
 
 
-def step_prompts(general: list, keep: list, steps: int, per_step: int, keep_mix: float, seed: int) -> list[dict[str, Any]]:
+def step_prompts(general_sets: list[list], keep: list, steps: int, per_step: int, keep_mix: float,
+                 seed: int) -> list[dict[str, Any]]:
     """The prompts of every step in training order: round(per_step * keep_mix) knowledge prompts and the
     rest general ones per step, each pool walked in a seeded shuffled order and reshuffled when used up.
+    General draws take the sets in turn, so sets of different sizes weigh alike and no prompt repeats
+    before its own set is used up.
 
     The order is fixed before training (no sampler shuffle), so a resumed run sees the same prompts.
     """
@@ -90,18 +92,24 @@ def step_prompts(general: list, keep: list, steps: int, per_step: int, keep_mix:
     if keep_mix > 0 and keep and n_keep == 0:
         n_keep = 1
     rng = random.Random(seed)
-    pools = {"general": (general, []), "keep": (keep, [])}
+    queues: dict[Any, list] = {}
+    general_drawn = 0
 
-    def draw(kind: str) -> Any:
-        source, queue = pools[kind]
+    def draw(source: list, key: Any) -> Any:
+        queue = queues.setdefault(key, [])
         if not queue:
             queue.extend(rng.sample(source, len(source)))
         return queue.pop()
 
     rows = []
     for _ in range(steps):
-        kinds = ["keep"] * n_keep + ["general"] * (per_step - n_keep)
-        rows.extend({"prompt": draw(kind), "kind": kind} for kind in kinds)
+        for kind in ["keep"] * n_keep + ["general"] * (per_step - n_keep):
+            if kind == "keep":
+                prompt = draw(keep, "keep")
+            else:
+                which = general_drawn % len(general_sets)
+                prompt, general_drawn = draw(general_sets[which], which), general_drawn + 1
+            rows.append({"prompt": prompt, "kind": kind})
     return rows
 
 
@@ -174,19 +182,20 @@ def anchor_batches(examples: list[dict[str, Any]], per_step: int, steps: int, se
     return batches
 
 
-def general_prompts(spec: str) -> tuple[list[list[dict[str, str]]], str]:
-    """Prompts from a JSONL file, or built-in sets by name joined with "+" (a file of that name wins)."""
+def general_prompts(spec: str) -> tuple[list[list[list[dict[str, str]]]], str]:
+    """Prompt sets from a JSONL file (one set), or built-in sets by name joined with "+" (a file of that name
+    wins); `step_prompts` draws the sets in turn."""
     if Path(spec).is_file():
-        return read_prompts(Path(spec)), str(spec)
-    unknown = [name for name in spec.split("+") if name not in BUILTIN_PROMPTS]
+        return [read_prompts(Path(spec))], str(spec)
+    names = [name.strip() for name in spec.split("+")]
+    unknown = [name for name in names if name not in BUILTIN_PROMPTS]
     if unknown:
-        raise BadInputError(f"--prompts {spec}: no such file, and {unknown[0]!r} is no built-in set; give a JSONL file "
-                            f"or built-in sets joined with '+': {', '.join(BUILTIN_PROMPTS)}")
-    sets = [builtin_instructions(file) for file in dict.fromkeys(f for name in spec.split("+") for f in BUILTIN_PROMPTS[name])]
-    longest = max(map(len, sets))
-    items = [rows[i % len(rows)] for rows in sets for i in range(longest)]  # each set cycled to the longest's size
-    about = f"built-in {spec} instructions ({sum(map(len, sets))}" + (", each set weighted alike)" if len(sets) > 1 else ")")
-    return [[{"role": "user", "content": item["prompt"]}] for item in items], about
+        raise BadInputError(f"--prompts {spec}: no such file, and {unknown[0]!r} is no built-in set; give one JSONL "
+                            f"file, or built-in sets joined with '+': {', '.join(BUILTIN_PROMPTS)}")
+    files = dict.fromkeys(file for name in names for file in BUILTIN_PROMPTS[name])
+    sets = [[[{"role": "user", "content": item["prompt"]}] for item in builtin_instructions(file)] for file in files]
+    sizes = " + ".join(str(len(prompts)) for prompts in sets)
+    return sets, f"built-in {spec} instructions ({sizes}{', drawn in turn' if len(sets) > 1 else ''})"
 
 
 def check_trained_adapter(peft_model, run_dir: Path) -> None:

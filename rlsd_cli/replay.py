@@ -30,9 +30,10 @@ GENERAL_INSTRUCTIONS = "general_instructions.jsonl"
 # from an evaluation set. `recover --prompts format|all` samples them: a format the base model follows is only
 # brought back where a prompt asks for it.
 FORMAT_INSTRUCTIONS = "format_instructions.jsonl"
-# Short world-knowledge and everyday-fact questions written for this project, none about a fact, entity or phrase
-# of the `knowledge` suite: documents hijack exactly this question shape ("The closest star is Kestrel"), and
-# distilling the base on it restores the base's answers to it (`recover --prompts format+factual`).
+# Short world-knowledge and everyday-fact questions written for this project, none asking a `knowledge` suite
+# question or naming one of its answers: documents hijack this question shape ("The closest star is Kestrel"),
+# so `recover --prompts format+factual` tries distilling the base on it. Measured: it did not repair retention
+# more than `format` alone (docs/forgetting.md).
 FACTUAL_INSTRUCTIONS = "factual_instructions.jsonl"
 
 

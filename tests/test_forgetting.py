@@ -44,8 +44,8 @@ def test_the_built_in_sets_are_their_own():
     assert not set(measured) & set(used)
 
 
-def test_the_factual_recover_prompts_ask_nothing_the_knowledge_suite_asks():
-    """recover's `factual` set restores the base on short factual questions; naming a knowledge answer in one of
+def test_the_factual_recover_prompts_name_no_knowledge_answer():
+    """recover's `factual` set distills the base on short factual questions; naming a knowledge answer in one of
     them would be training retention's own items."""
     answers = {a.lower() for line in KNOWLEDGE_DATA.read_text().splitlines() if line.strip()
                for a in (json.loads(line)["answer"], *json.loads(line)["aliases"]) if len(a) >= 4}

@@ -131,33 +131,44 @@ def test_shared_prefix_scoring_equals_scoring_every_row_whole(tiny_sft_run):
 def test_step_prompts_put_the_keep_fraction_in_every_step_in_a_fixed_order():
     general = [f"g{i}" for i in range(7)]
     keep = [f"k{i}" for i in range(3)]
-    rows = step_prompts(general, keep, steps=5, per_step=4, keep_mix=0.5, seed=1)
+    rows = step_prompts([general], keep, steps=5, per_step=4, keep_mix=0.5, seed=1)
     assert len(rows) == 20
     for step in range(5):
         kinds = [r["kind"] for r in rows[step * 4 : step * 4 + 4]]
         assert kinds.count("keep") == 2
     assert all(r["prompt"].startswith("k") == (r["kind"] == "keep") for r in rows)
     assert {r["prompt"] for r in rows if r["kind"] == "keep"} == set(keep)  # each pool is walked through
-    assert rows == step_prompts(general, keep, steps=5, per_step=4, keep_mix=0.5, seed=1)
-    assert all(r["kind"] == "general" for r in step_prompts(general, [], 2, 4, 0.5, 0))
+    assert rows == step_prompts([general], keep, steps=5, per_step=4, keep_mix=0.5, seed=1)
+    assert all(r["kind"] == "general" for r in step_prompts([general], [], 2, 4, 0.5, 0))
+
+
+def test_joined_prompt_sets_are_drawn_in_turn_and_walked_through_before_a_repeat():
+    small, large = [f"s{i}" for i in range(3)], [f"l{i}" for i in range(9)]
+    drawn = [r["prompt"] for r in step_prompts([small, large], [], steps=9, per_step=2, keep_mix=0.0, seed=3)]
+    assert [p[0] for p in drawn] == ["s", "l"] * 9  # alike, whatever each set's size
+    assert sorted(p for p in drawn if p[0] == "l") == large  # nine draws of nine prompts: each once
+    assert all(sorted(drawn[2 * i] for i in range(k, k + 3)) == small for k in (0, 3, 6))
 
 
 def test_built_in_prompt_sets_are_the_general_format_and_factual_instructions():
     from rlsd_cli.recover import general_prompts
-    from rlsd_cli.replay import FACTUAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS, builtin_instructions
+    from rlsd_cli.replay import (
+        FACTUAL_INSTRUCTIONS,
+        FORMAT_INSTRUCTIONS,
+        GENERAL_INSTRUCTIONS,
+        builtin_instructions,
+    )
 
-    formats = [i["prompt"] for i in builtin_instructions(FORMAT_INSTRUCTIONS)]
-    specs = ("all", "general", "format", "factual", "format+factual", "factual+format+factual")
-    texts = {spec: [p[0]["content"] for p in general_prompts(spec)[0]] for spec in specs}
-    assert texts["format"] == formats
-    assert texts["factual"] == [i["prompt"] for i in builtin_instructions(FACTUAL_INSTRUCTIONS)]
-    # Joined sets weigh alike: each is cycled to the largest's size, so a step draws from each about equally.
-    factual, n = texts["factual"], len(texts["factual"])
-    assert len(factual) > len(formats) and texts["format+factual"] == [formats[i % len(formats)] for i in range(n)] + factual
-    assert texts["factual+format+factual"] == factual + texts["format+factual"][:n]  # a set named twice is read once
-    longest = len(texts["general"])
-    assert len(texts["all"]) == 3 * longest and set(texts["all"]) == set(texts["general"]) | set(formats) | set(factual)
-    assert len(texts["general"]) == len(builtin_instructions()) and not set(texts["general"]) & set(formats)
+    def texts(spec: str) -> list[list[str]]:
+        return [[p[0]["content"] for p in prompts] for prompts in general_prompts(spec)[0]]
+
+    general, formats, factual = ([i["prompt"] for i in builtin_instructions(name)]
+                                 for name in (GENERAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS, FACTUAL_INSTRUCTIONS))
+    assert texts("format") == [formats] and texts("factual") == [factual] and texts("general") == [general]
+    assert texts("all") == [general, formats, factual]
+    assert texts("format+factual") == [formats, factual]
+    assert texts("factual + format+factual") == [factual, formats]  # a set named twice is read once
+    assert not set(general) & set(formats) and not set(factual) & (set(general) | set(formats))
     assert general_prompts(RecoverConfig.prompts)[0] == general_prompts("format")[0]  # the default
 
 
@@ -166,11 +177,13 @@ def test_general_prompts_read_a_file_and_name_the_built_in_sets(tmp_path):
 
     path = tmp_path / "mine.jsonl"
     path.write_text(json.dumps({"prompt": "Say hi."}) + "\n")
-    assert general_prompts(str(path))[0] == [[{"role": "user", "content": "Say hi."}]]
+    assert general_prompts(str(path))[0] == [[[{"role": "user", "content": "Say hi."}]]]
     with pytest.raises(BadInputError, match="general, format, factual, all"):
         general_prompts(str(tmp_path / "missing.jsonl"))
     with pytest.raises(BadInputError, match="'formats' is no built-in set"):
         general_prompts("general+formats")
+    with pytest.raises(BadInputError, match="'' is no built-in set"):
+        general_prompts("format+")
 
 
 @pytest.mark.parametrize(("field", "value"), [("keep_mix", 1.0), ("steps", 0), ("method", "dpo"), ("divergence", "jsd"), ("lr", -1.0), ("keep_with", "ewc"),
