@@ -23,6 +23,8 @@ from pathlib import Path
 
 from common import machine, rlsd
 
+from rlsd_cli.recover import general_prompts
+
 # (summary path, higher is better) per measure; QA is the sft run's own `--eval-qa` file.
 MEASURES = {
     "ifeval": (("ifeval", "inst_level_loose_acc"), True),
@@ -44,7 +46,13 @@ def value(summary: dict, path: tuple[str, str]) -> float | None:
 def run_cell(args, sft: Path, prompts: str, divergence: str, seed: int) -> dict:
     name = cell_name(sft, prompts, divergence, seed)
     folder = args.runs / name
-    if not (folder / "summary.json").is_file():
+    if (folder / "summary.json").is_file():
+        # A cell is reused by its name; one made when the same flags read other prompts would be reused silently.
+        made_with = json.loads((folder / "summary.json").read_text()).get("general_prompts")
+        if made_with != general_prompts(prompts)[1]:
+            raise SystemExit(f"{folder}: made with {made_with!r}, not what --prompts {prompts} reads now; move it "
+                             "away to rerun the cell")
+    else:
         command = ["recover", "--from", str(sft), "--recipe", args.recipe, "--prompts", prompts,
                    "--divergence", divergence, "--seed", str(seed), "--eval", "ifeval", "--eval-limit",
                    str(args.eval_limit), "--eval-max-new-tokens", "128", "--runs-dir", str(args.runs), "--name", name]
