@@ -212,7 +212,7 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         signal = groups_with_signal(rewards, self.num_generations)
         self._metrics["train"]["groups/zero_std_first"].append(1.0 - signal.float().mean().item())
         if self.model.training and self.refill_rounds > 0:
-            inputs, output = self._refill(inputs, output, rewards)
+            inputs, output = self._refill(inputs, output, signal)
         if self.algo != "grpo":
             output["teacher_logps"] = self._informed_logps(inputs, output)
         return output
@@ -232,25 +232,28 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
                 self.curriculum.record(problems[start], rewards[start:start + self.num_generations].tolist())
         return output, rewards
 
-    # A draw's key: the step and the round within it (--dynamic-sampling is at most 15, so keys never collide).
+    def _draw_key(self, round_index: int) -> int:
+        # The step and the round within it: --dynamic-sampling is at most 15, so keys never collide.
+        return self.state.global_step * 16 + round_index
+
     def _curriculum_rows(self, rows: int, round_index: int) -> list[dict[str, Any]]:
         """This process's share of the problems the curriculum draws for the step (every process draws the same
         global list and takes its slice, as TRL's sampler deals them)."""
         size, processes = self.num_generations, self.accelerator.num_processes
-        problems = self.curriculum.draw(rows * processes // size, key=self.state.global_step * 16 + round_index)
+        problems = self.curriculum.draw(rows * processes // size, key=self._draw_key(round_index))
         global_rows = [self.train_dataset[i] for i in problems for _ in range(size)]
         return global_rows[self.accelerator.process_index * rows:(self.accelerator.process_index + 1) * rows]
 
-    def _refill(self, inputs, output, rewards):
+    def _refill(self, inputs, output, signal):
         """DAPO's dynamic sampling (curriculum.py): groups with equal rewards are dropped and problems drawn by the
         curriculum refill the step, for at most `refill_rounds` more generations."""
         size = self.num_generations
         wanted = len(inputs) // size
-        parts = [(inputs, output, groups_with_signal(rewards, size))]
+        parts = [(inputs, output, signal)]
         kept, rounds = int(parts[0][2].sum()), 0
         while kept < wanted and rounds < self.refill_rounds:
             rounds += 1
-            problems = self.curriculum.draw(wanted - kept, key=self.state.global_step * 16 + rounds)
+            problems = self.curriculum.draw(wanted - kept, key=self._draw_key(rounds))
             extra = [self.train_dataset[i] for i in problems for _ in range(size)]
             extra_output, extra_rewards = self._sample_groups(extra)
             parts.append((extra, extra_output, groups_with_signal(extra_rewards, size)))
