@@ -79,7 +79,7 @@ def stock_examples(model_dir: Path, max_length: int, with_pairs: bool) -> list[d
     from rlsd_cli.sft import SFTConfig, chat_example, plan
 
     tokenizer = load_tokenizer(model_dir)
-    the_plan = plan(SFTConfig(docs=DOCS, max_length=max_length, chunk_overlap=max_length // 8, augment=with_pairs), tokenizer)
+    the_plan = plan(SFTConfig(docs=DOCS, max_length=max_length, chunk_overlap=max_length // 8, augment=with_pairs), lambda: tokenizer)
     pairs = [chat_example(tokenizer, p.messages(), max_length, "qa") for p in the_plan.qa_pairs]
     out = []
     for example in the_plan.chunks + [e for e in pairs if e]:

@@ -249,7 +249,8 @@ def rule_questions(sentence: str, title: str) -> list[tuple[str, str]]:
 def rule_based_pairs(document: Document, seed: int = 0) -> list[QAPair]:
     rng = random.Random(f"{seed}:{document.path}")
     pairs = []
-    facts = [s for s in split_sentences(document.text) if is_fact(s)]
+    # Each sentence once: a file repeating one line a million times is one fact, not a million pairs.
+    facts = [s for s in dict.fromkeys(split_sentences(document.text)) if is_fact(s)]
     for sentence in facts:
         for question, kind in rule_questions(sentence, document.title):
             # The plain sentence: an "According to <title>, ..." variant made the model open every answer

@@ -23,9 +23,9 @@ from typer.exceptions import Abort  # noqa: E402
 
 from . import __version__, console, distributed  # noqa: E402
 from .configs import ReasonConfig, RecoverConfig, SFTConfig, describe_bounds, flag_name  # noqa: E402
-from .errors import EXIT_INTERRUPTED, RlsdError  # noqa: E402
+from .errors import EXIT_INTERRUPTED, BadInputError, RlsdError  # noqa: E402
 from .model import DEFAULT_MODEL, QUANT_CHOICES  # noqa: E402
-from .recipes import apply_recipe, config_kwargs, require  # noqa: E402
+from .recipes import apply_recipe, config_kwargs, recipe_error, require  # noqa: E402
 
 _state = {"json": False}
 
@@ -102,7 +102,7 @@ def _fail(message: str, code: int):
 
 def _report(message: str, code: int) -> int:
     """The one error line (and with --json, before or after the verb, the one JSON object); returns the code."""
-    message = " ".join(message.split())  # one line, whatever a library's message held
+    message = console.printable(" ".join(message.split()))  # one line, whatever a library's message held
     wants_json = _state["json"] or "--json" in _state.get("argv", [])
     if wants_json and not _state.get("reported") and distributed.is_main_process():
         console.print_json({"error": message, "exit_code": code})
@@ -345,7 +345,7 @@ def chat(
     history: list[dict[str, str]] = []
     while True:
         try:
-            line = console.stdout.input("[bold cyan]you>[/] ")
+            line = console.stdout.input("[bold cyan]you>[/] ", markup=True)
         except EOFError:
             sys.stdout.write("\n")
             return
@@ -397,7 +397,10 @@ def _training_command(verb: str, config_class, help_text: str) -> None:
         values = apply_recipe(ctx, values["recipe"], values)
         for f in required:
             require(values, f.name, f.name.upper() if f.metadata["argument"] else flag_name(f))
-        config = config_class(**{f.name: values[f.name] for f in declared})
+        try:
+            config = config_class(**{f.name: values[f.name] for f in declared})
+        except BadInputError as error:
+            raise recipe_error(ctx, error) from None
         result = getattr(importlib.import_module(f".{verb}", __package__), f"run_{verb}")(config)
         if not distributed.is_main_process():  # rank 0 reports for all
             return
@@ -470,9 +473,10 @@ def _print_dry_run(result: dict) -> None:
         table.add_row(key, str(result[key]))
     console.stdout.print(table)
     for skipped in result["skipped"]:
-        console.stdout.print(f"skipped {skipped['path']}: {skipped['reason']}", highlight=False)
+        console.stdout.print(console.printable(f"skipped {skipped['path']}: {skipped['reason']}"), highlight=False)
     for sample in result["augmentation_samples"]:
-        console.stdout.print(f"({sample['kind']}) Q: {sample['question']}\n    A: {sample['answer'][:160]}", highlight=False, markup=False)
+        console.stdout.print(console.printable(f"({sample['kind']}) Q: {sample['question']}") + "\n    A: "
+                             + console.printable(sample["answer"][:160]), highlight=False)
 
 
 # ---------------------------------------------------------------- export
@@ -677,7 +681,6 @@ def eval_drift(
     import math
 
     from .drift import run_drift
-    from .errors import BadInputError
     from .evaluate import enforce_threshold, threshold_verdict
 
     if max_score is not None and not math.isfinite(max_score):

@@ -11,16 +11,24 @@ from rich.console import Console
 from .distributed import is_main_process
 
 # A pipe or a file gets every value whole: rich would fit tables to 80 columns and cut names and paths.
-stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
-stderr = Console(stderr=True, soft_wrap=True)
+# No markup: what is printed holds users' file names, and a name such as `[/red]notes.md` is not a style tag.
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 10_000, markup=False)
+stderr = Console(stderr=True, soft_wrap=True, markup=False)
+
+
+def printable(text: str) -> str:
+    """`text` with control characters written as escapes: a file name holding a newline or a terminal escape
+    sequence must not split a line or drive the terminal."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
 
 
 def say(message: str) -> None:
     """A status line for a person; stderr keeps stdout clean for --json and pipes. Rank 0 speaks for all."""
     if not is_main_process():
         return
+    message = printable(message)
     if stderr.is_terminal:
-        stderr.print(f"[dim]{message}[/dim]", highlight=False)
+        stderr.print(message, style="dim", highlight=False)
     else:
         print(message, file=sys.stderr, flush=True)
 
@@ -58,7 +66,9 @@ class Progress:
                 TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True,
             )
             self._bar.start()
-            self._task = self._bar.add_task(self.label, total=self.total)
+            from rich.markup import escape
+
+            self._task = self._bar.add_task(escape(printable(self.label)), total=self.total)
         return self
 
     def advance(self, n: int = 1) -> None:

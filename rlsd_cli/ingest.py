@@ -8,8 +8,10 @@ read as UTF-8. JSONL/JSON records may hold `text` (a document), `messages` (a ch
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +70,11 @@ def _read_utf8(path: Path) -> str:
     data = path.read_bytes()
     if not data.strip():
         raise Skip("empty file")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Windows editors save "Unicode" so
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise Skip(f"starts as UTF-16 but is not (invalid byte at offset {exc.start}); re-save it as UTF-8") from None
     if b"\x00" in data[:8192]:
         raise Skip("binary content (NUL bytes) in a text file")
     try:
@@ -242,17 +249,25 @@ def read_corpus(folder: str | Path, strict: bool = False) -> Corpus:
     root = Path(folder)
     if not root.exists():
         raise BadInputError(f"{root}: no such folder; pass the folder that holds your documents")
+    unlisted: list[tuple[str, str]] = []
+    hidden = 0
     if root.is_file():
         files = [root]
         root = root.parent
     else:
-        files = sorted(p for p in root.rglob("*") if not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        files, unlisted, hidden = _list_files(root)
     corpus = Corpus(root=root)
+    for relative, reason in unlisted:
+        if strict:
+            raise BadInputError(f"{root / relative}: {reason} (--strict stops at the first unusable file)")
+        corpus.skipped.append((relative, reason))
     seen: set[str] = set()
     for path in files:
         relative = str(path.relative_to(root))
         before = len(corpus.documents)
         try:
+            if path.is_symlink():
+                _check_link(path, root)
             if not path.exists():
                 raise Skip("a broken symbolic link (its target is gone)")
             if not path.is_file():  # opening a FIFO would wait forever
@@ -277,8 +292,41 @@ def read_corpus(folder: str | Path, strict: bool = False) -> Corpus:
             seen.add(digest)
     if not corpus.documents and not corpus.chats:
         reasons = "; ".join(f"{p}: {r}" for p, r in corpus.skipped[:3])
-        raise BadInputError(
-            f"{root}: no usable text in {len(files)} file(s)" + (f" ({reasons})" if reasons else "")
-            + f"; supported types: {', '.join(sorted(SUPPORTED))}"
-        )
+        ignored = f"; {hidden} hidden file(s) or folder(s) (names starting with '.') are not read" if hidden else ""
+        fix = (f"; supported types: {', '.join(sorted(SUPPORTED))}" if not files
+               else "; fix or replace the files named, or pass the folder that holds your documents")
+        raise BadInputError(f"{root}: no usable text in {len(files)} file(s)" + (f" ({reasons})" if reasons else "")
+                            + ignored + fix)
     return corpus
+
+
+def _list_files(root: Path) -> tuple[list[Path], list[tuple[str, str]], int]:
+    """The files under `root` (hidden names left out), what could not be listed and why, and how many hidden
+    entries were left out. `Path.rglob` would skip an unreadable folder and a linked folder without a word."""
+    files, unlisted, hidden = [], [], 0
+
+    def unreadable(error: OSError) -> None:
+        unlisted.append((str(Path(error.filename).relative_to(root)), f"cannot list this folder ({error.strerror})"))
+
+    for folder, subfolders, names in os.walk(root, onerror=unreadable):
+        here = Path(folder)
+        hidden += sum(1 for name in subfolders + names if name.startswith("."))
+        for name in sorted(subfolders):
+            if not name.startswith(".") and (here / name).is_symlink():
+                unlisted.append((str((here / name).relative_to(root)),
+                                 "a symbolic link to a folder; not followed (copy the folder in if it belongs)"))
+        subfolders[:] = sorted(n for n in subfolders if not n.startswith(".") and not (here / n).is_symlink())
+        files += [here / name for name in names if not name.startswith(".")]
+    return sorted(files), unlisted, hidden
+
+
+def _check_link(path: Path, root: Path) -> None:
+    """A linked file is read only when it stays inside the folder: a link to /etc/passwd is not a document."""
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise Skip("a broken symbolic link (its target is gone)") from None
+    except (OSError, RuntimeError):  # RuntimeError: Python 3.11's "Symlink loop"
+        raise Skip("a symbolic link that leads back to itself (a loop); remove it") from None
+    if not target.is_relative_to(root.resolve()):
+        raise Skip(f"a symbolic link to {target}, outside the folder; not read (copy the file in if it belongs)")

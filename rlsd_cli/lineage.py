@@ -26,6 +26,7 @@ from .errors import BadInputError
 from .fsutil import atomic_write_json, atomic_write_text
 from .ingest import Corpus, Document
 from .run_record import RUN_RECORD, read_run_record
+from .suites.base import read_jsonl
 
 DOCUMENTS = "documents.json"
 KNOWLEDGE = "knowledge_prompts.jsonl"
@@ -47,8 +48,10 @@ def read_documents(run_dir: Path) -> dict[str, dict[str, Any]]:
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise BadInputError(f"{path}: cannot read the run's document record ({exc}); restore it or start a new "
                             "lineage (sft without --from)") from None
-    if not isinstance(documents, dict):
-        raise BadInputError(f"{path}: not an rlsd document record")
+    if not isinstance(documents, dict) or not all(
+            isinstance(d, dict) and isinstance(d.get("sha256"), str) for d in documents.values()):
+        raise BadInputError(f"{path}: not an rlsd document record (each document maps to its sha256, title and "
+                            "text); restore it or start a new lineage (sft without --from)")
     return documents
 
 
@@ -58,9 +61,9 @@ def write_knowledge(run_dir: Path, pairs: list[dict[str, Any]]) -> None:
 
 def read_knowledge(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / KNOWLEDGE
-    if not path.is_file():
+    if not path.is_file() or path.stat().st_size == 0:  # a round may have made no pairs
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [pair for _, pair in read_jsonl(path)]
 
 
 def ancestors(run_dir: Path) -> list[Path]:
@@ -88,6 +91,12 @@ def knowledge_run(run_dir: Path) -> Path:
             return run
     raise BadInputError(f"{run_dir}: no sft round in its lineage records its documents ({DOCUMENTS}); it was made "
                         "before rounds existed: start a new lineage (sft without --from)")
+
+
+def read_lineage(run_dir: Path) -> tuple[Path, dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """The newest sft round of a run's lineage, with its documents and Q/A pairs, read and checked (files only)."""
+    source = knowledge_run(run_dir)
+    return source, read_documents(source), read_knowledge(source)
 
 
 @dataclass

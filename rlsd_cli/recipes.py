@@ -73,7 +73,12 @@ def read_recipe(path: Path) -> list[tuple[str, Any, int]]:
         return []
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
         raise BadInputError(f"{path}: a recipe is a mapping of flag names to values (e.g. 'lr: 0.001'), got {type(data).__name__}")
-    lines = {key_node.value: key_node.start_mark.line + 1 for key_node, _ in node.value}
+    lines: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if key_node.value in lines:
+            raise BadInputError(f"{path}:{key_node.start_mark.line + 1}: {key_node.value} is set twice (first on line "
+                                f"{lines[key_node.value]}); keep one")
+        lines[key_node.value] = key_node.start_mark.line + 1
     return [(str(key), value, lines.get(str(key), 1)) for key, value in data.items()]
 
 
@@ -106,14 +111,30 @@ def apply_recipe(ctx, spec: Path | str | None, values: dict[str, Any]) -> dict[s
         if param is None:
             raise BadInputError(f"{path}:{line}: unknown key {key!r} for `rlsd {ctx.command_path.split(' ', 1)[-1]}`; "
                                 f"valid keys: {', '.join(valid)}")
-        if getattr(ctx.get_parameter_source(param.name), "name", "") in ("COMMANDLINE", "ENVIRONMENT"):
-            continue  # the command line wins
-        try:
-            values[param.name] = _convert(param, ctx, value)
+        try:  # a wrong value is an error even where the command line wins
+            converted = _convert(param, ctx, value)
         except Exception as exc:  # click's BadParameter (typer vendors click, so match by duck type)
             message = getattr(exc, "message", None) or str(exc)
             raise BadInputError(f"{path}:{line}: {key}: {message}") from None
+        if getattr(ctx.get_parameter_source(param.name), "name", "") in ("COMMANDLINE", "ENVIRONMENT"):
+            continue  # the command line wins
+        values[param.name] = converted
+        ctx.meta.setdefault(RECIPE_LINES, {})[param.name] = (path, line, key)
     return values
+
+
+RECIPE_LINES = "rlsd.recipe_lines"  # ctx.meta: parameter name -> (recipe, line, key) of each value a recipe set
+
+
+def recipe_error(ctx, error: BadInputError) -> BadInputError:
+    """A config's bound check names the flag (`--lr must be positive`); for a value the recipe set, the error
+    names the recipe's file and line instead, where the fix goes."""
+    for name, (path, line, key) in ctx.meta.get(RECIPE_LINES, {}).items():
+        param = next((p for p in ctx.command.params if p.name == name), None)
+        flags = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+        if any(str(error).startswith(f"{flag} ") for flag in flags):
+            return BadInputError(f"{path}:{line}: {key}: {error}")
+    return error
 
 
 def _convert(param, ctx, value: Any) -> Any:

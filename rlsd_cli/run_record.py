@@ -22,4 +22,7 @@ def read_run_record(run_dir: Path) -> dict[str, Any]:
         raise BadInputError(f"{record_path}: not valid JSON ({exc}); restore it from a backup") from None
     if not isinstance(record, dict) or not isinstance(record.get("base_model"), dict) or "spec" not in record["base_model"]:
         raise BadInputError(f"{record_path}: missing base_model.spec; this file was not written by rlsd")
+    if not isinstance(record["base_model"]["spec"], str) or not record["base_model"]["spec"].strip():
+        raise BadInputError(f"{record_path}: base_model.spec is not a model name or path; restore the file from a "
+                            "backup (rlsd writes it)")
     return record

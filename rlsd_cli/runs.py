@@ -68,6 +68,14 @@ def run_path(name_or_path: str | Path, root: Path | None = None) -> Path:
     return (root or RUNS_ROOT) / path
 
 
+def check_run_name(name: str) -> None:
+    if not name or "/" in name or name.startswith("."):
+        raise BadInputError(f"--name {name!r}: a run name is one folder name, without '/' or a leading '.'")
+    if len(name.encode()) > 200 or not name.isprintable():
+        raise BadInputError(f"--name {name[:40]!r}...: a run name is at most 200 bytes of printable characters; "
+                            "pass a shorter --name")
+
+
 @dataclass
 class Run:
     path: Path
@@ -102,13 +110,27 @@ class Run:
             return cls(path)
         return cls._create_here(verb, name=name, root=root, force=force, resume=resume, record=record)
 
+    @staticmethod
+    def check_target(verb: str, *, name: str | None, root: Path | None, force: bool, resume: bool) -> None:
+        """What `create` would refuse, found before a model loads (and by --dry-run); creates nothing."""
+        root = root or RUNS_ROOT
+        name = default_run_name(verb) if name is None else name
+        check_run_name(name)
+        if root.exists() and not root.is_dir():
+            raise BadInputError(f"{root}: is a file, not a folder; pass a folder as --runs-dir")
+        path = root / name
+        if path.exists() and not (resume or force):
+            raise BadInputError(f"{path}: a run with this name exists; pass --resume to continue it, "
+                                "--force to move it to runs/.trash/, or another --name")
+        if resume and not path.exists():
+            raise BadInputError(f"{path}: --resume given but no such run exists")
+
     @classmethod
     def _create_here(cls, verb: str, *, name: str | None, root: Path | None, force: bool, resume: bool,
                      record: dict[str, Any] | None) -> Run:
         root = root or RUNS_ROOT
         name = default_run_name(verb) if name is None else name
-        if not name or "/" in name or name.startswith("."):
-            raise BadInputError(f"--name {name!r}: a run name is one folder name, without '/' or a leading '.'")
+        check_run_name(name)
         path = root / name
         try:
             root.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,14 @@ from .chat_format import chat_example
 from .configs import SFTConfig
 from .distributed import is_main_process
 from .errors import BadInputError
-from .evaluate import EvalConfig
+from .evaluate import EvalConfig, check_eval_data
 from .ingest import Corpus, Document, read_corpus
 from .lineage import (
     RoundPlan,
     carried_knowledge,
     changed_facts,
-    knowledge_run,
     plan_round,
-    read_documents,
-    read_knowledge,
+    read_lineage,
     text_sha256,
     write_documents,
     write_knowledge,
@@ -45,7 +44,7 @@ from .losses import target_token_nll
 from .model import LoadedModel, LoraSettings, load_model, load_tokenizer, resolve_model, weights_hash
 from .plots import plot_curve
 from .replay import read_chat_data, replay_conversations
-from .run_record import read_run_record
+from .run_record import RUN_RECORD, read_run_record
 from .runs import Run
 from .training import (
     RunLogger,
@@ -161,20 +160,22 @@ def update_pairs(previous: dict[str, Any], document: Document) -> list[QAPair]:
             for old, new in changed_facts(previous, document, split_sentences)]
 
 
-def plan(config: SFTConfig, tokenizer, corpus: Corpus | None = None) -> Plan:
+def plan(config: SFTConfig, get_tokenizer: Callable[[], Any], corpus: Corpus | None = None) -> Plan:
+    """The tokenizer is asked for after the lineage's records are read: a damaged record is refused in seconds,
+    before a model is converted for its tokenizer."""
     corpus = corpus or read_corpus(config.docs, strict=config.strict)
     documents, knowledge_from, changes, carried, extra = corpus.documents, None, None, [], []
     if config.from_run is not None:
-        knowledge_from = knowledge_run(config.from_run)
-        previous = read_documents(knowledge_from)
+        knowledge_from, previous, previous_pairs = read_lineage(config.from_run)
         changes = plan_round(previous, corpus)
         if not changes.trained():
             raise BadInputError(f"{config.docs}: no document is new or changed since {knowledge_from} (removed: "
                                 f"{len(changes.removed)}); nothing to learn in this round")
         documents = [d for d in corpus.documents if d.path in changes.trained()]
-        carried = carried_knowledge(read_knowledge(knowledge_from), changes)
+        carried = carried_knowledge(previous_pairs, changes)
         if config.update_pairs:
             extra = [p for d in documents if d.path in changes.changed for p in update_pairs(previous[d.path], d)]
+    tokenizer = get_tokenizer()
     chunks = document_chunks(documents, tokenizer, config.max_length, config.chunk_overlap)
     pairs = [p for d in documents for p in rule_based_pairs(d, seed=config.seed)] if config.augment else []
     pairs += extra
@@ -263,12 +264,19 @@ class DocumentSFTTrainer(SFTTrainer):
 def run_sft(config: SFTConfig) -> dict[str, Any]:
     corpus = read_corpus(config.docs, strict=config.strict)  # the documents first: a bad folder fails before any model work
     if config.from_run is not None:
+        if (Path(config.from_run) / RUN_RECORD).is_file():  # a damaged record fails before the base is converted
+            read_lineage(config.from_run)
         config.model = lineage_base(config)
+    if config.dry_run:  # what the real run would refuse before its model loads, --dry-run refuses too
+        recipe = SFTRecipe(config, None)
+        recipe.prepare()
+        check_eval_data(recipe.eval_configs().values())
+        Run.check_target("sft", name=config.name, root=config.runs_dir, force=config.force, resume=config.resume)
     resolved = resolve_model(config.model)
     if resolved.kind == "run":
         raise BadInputError(f"--model {config.model}: sft starts from a base model; to continue a run's lineage on "
                             f"new documents use --from {config.model}, to finish an interrupted run --resume")
-    the_plan = plan(config, load_tokenizer(resolved.path), corpus)
+    the_plan = plan(config, lambda: load_tokenizer(resolved.path), corpus)
     if config.dry_run:
         return {"dry_run": True, "model": config.model, "config": config_record(config), **the_plan.describe(seed=config.seed)}
     return run_recipe(SFTRecipe(config, the_plan))
@@ -289,7 +297,7 @@ def lineage_base(config: SFTConfig) -> str:
 class SFTRecipe(TrainingRecipe):
     verb = "sft"
 
-    def __init__(self, config: SFTConfig, the_plan: Plan):
+    def __init__(self, config: SFTConfig, the_plan: Plan | None):
         super().__init__(config)
         self.plan = the_plan
 

@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 
 from . import env
 from .console import say
-from .distributed import LAUNCHED, any_process, world_size
+from .distributed import LAUNCHED, any_process, is_main_process, world_size
 from .errors import EXIT_INTERRUPTED, RlsdError
 from .evaluate import EvalConfig, check_eval_data, run_eval, score_in_memory
 from .model import LoadedModel, resolve_model
@@ -443,6 +443,8 @@ def run_recipe(recipe: TrainingRecipe) -> dict[str, Any]:
     requested = recipe.eval_configs()
     eval_configs = {**requested, **forgetting_configs(config)}
     check_eval_data(eval_configs.values())
+    if is_main_process():  # the others would find the folder rank 0 has just made
+        Run.check_target(recipe.verb, name=config.name, root=config.runs_dir, force=config.force, resume=config.resume)
     loaded = recipe.load()
     run = Run.create(recipe.verb, name=config.name, root=config.runs_dir, force=config.force, resume=config.resume,
                      record={"base_model": loaded.record(), "config": config_record(config), "parent": None,

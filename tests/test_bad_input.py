@@ -20,6 +20,10 @@ def _write(root: Path, files: dict[str, bytes | str]) -> None:
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
 
 
+# A run folder as far as `--from` reads before any model loads (the adapter is never opened by --dry-run).
+FAKE_RUN = {"run/run.json": '{"verb": "sft", "base_model": {"spec": "smollm2-135m"}}',
+            "run/adapter/adapter_config.json": "{}", "run/adapter/adapter_model.safetensors": b""}
+
 GOOD_CHAT = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
 
 # (id, files to create, CLI args with {tmp} for the temporary folder, fragments the one error line must contain)
@@ -107,6 +111,35 @@ CASES = [
      ["lower is better", "--max-score"]),
     ("corrupt-run-record", {"runs/bad/run.json": "{not json"}, ["runs", "show", "{tmp}/runs/bad"], ["run.json", "not valid JSON"]),
     ("compare-one-model", {}, ["eval", "compare", "smollm2-135m"], ["at least two"]),
+    # A run folder damaged by hand: each record is checked where it is read.
+    ("from-run-with-a-broken-knowledge-line", {**FAKE_RUN, "run/documents.json": '{"a.md": {"sha256": "x", "text": "old"}}',
+                                               "run/knowledge_prompts.jsonl": '{"prompt": "q", "answer": "a", "source": "a.md"}\nNOT JSON\n'},
+     ["sft", str(DOCS), "--from", "{tmp}/run", "--dry-run"], ["knowledge_prompts.jsonl:2", "fix or delete"]),
+    ("from-run-with-a-misshapen-document-record", {**FAKE_RUN, "run/documents.json": '{"a.md": "not a record"}'},
+     ["sft", str(DOCS), "--from", "{tmp}/run", "--dry-run"], ["documents.json", "document record"]),
+    ("from-run-whose-base-is-a-number", {**FAKE_RUN, "run/run.json": '{"verb": "sft", "base_model": {"spec": 123}}'},
+     ["sft", str(DOCS), "--from", "{tmp}/run", "--dry-run"], ["run.json", "base_model.spec"]),
+    # Gates that could never read right.
+    ("stale-answer-inside-the-answer", {"q.jsonl": '{"question": "q", "answer": "Marlow Reach", "stale": "Marlow"}\n'},
+     ["eval", "qa", "--data", "{tmp}/q.jsonl", "--model", "{tmp}/nowhere"], ["q.jsonl:1", "part of the accepted answer"]),
+    ("answer-true", {"q.jsonl": '{"question": "q", "answer": true}\n'},
+     ["eval", "qa", "--data", "{tmp}/q.jsonl", "--model", "{tmp}/nowhere"], ["q.jsonl:1", "'answer'"]),
+    ("answer-without-words", {"q.jsonl": '{"question": "q", "answer": "!!!"}\n'},
+     ["eval", "qa", "--data", "{tmp}/q.jsonl", "--model", "{tmp}/nowhere"], ["q.jsonl:1", "no letters or digits"]),
+    # What the real run refuses before its model loads, --dry-run refuses too.
+    ("dry-run-with-a-broken-eval-qa-file", {"q.jsonl": '{"question": "q", "answer": "a"}\n{bad\n'},
+     ["sft", str(DOCS), "--eval-qa", "{tmp}/q.jsonl", "--dry-run"], ["q.jsonl:2"]),
+    ("dry-run-with-runs-dir-a-file", {"a-file": "x"}, ["sft", str(DOCS), "--runs-dir", "{tmp}/a-file", "--dry-run"],
+     ["a-file", "--runs-dir"]),
+    ("dry-run-resuming-no-run", {}, ["sft", str(DOCS), "--resume", "--name", "nope", "--dry-run"], ["nope", "--resume"]),
+    ("run-name-too-long", {}, ["sft", str(DOCS), "--name", "x" * 300, "--dry-run"], ["--name", "200 bytes"]),
+    # Recipes name their line, also when the value is out of bounds or the command line overrides it.
+    ("recipe-value-out-of-bounds", {"r.yaml": "epochs: 2\nlr: -1\n"}, ["sft", str(DOCS), "--recipe", "{tmp}/r.yaml", "--dry-run"],
+     ["r.yaml:2", "--lr must be positive"]),
+    ("recipe-wrong-type-under-a-flag", {"r.yaml": "lr: fast\n"},
+     ["sft", str(DOCS), "--lr", "0.1", "--recipe", "{tmp}/r.yaml", "--dry-run"], ["r.yaml:1", "lr"]),
+    ("recipe-key-twice", {"r.yaml": "lr: 0.1\nepochs: 2\nlr: 0.2\n"}, ["sft", str(DOCS), "--recipe", "{tmp}/r.yaml", "--dry-run"],
+     ["r.yaml:3", "set twice"]),
 ]
 
 
@@ -165,3 +198,20 @@ def test_an_existing_run_name_is_refused_and_kept(tmp_path, tiny_model_dir):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and "a run with this name exists" in lines[-1] and "--resume" in lines[-1], result.stderr
     assert sorted(p.name for p in (runs / "taken").iterdir()) == ["run.json"]
+
+
+def test_file_names_are_printed_as_they_are(tmp_path, monkeypatch):
+    """A name is not rich markup (`[/red]` crashed the printer, `[draft]` vanished) and its control characters
+    are shown escaped, not sent to the terminal."""
+    from typer.testing import CliRunner
+
+    from rlsd_cli.cli import app
+
+    _write(tmp_path, {"docs/ok.md": "# Ok\nThe office dog is named Tjorven.\n", "docs/[/red]x.md": b"caf\xe9",
+                      "docs/[draft] notes.md": b"\xff", "docs/bell\x07.md": b"\xff"})
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["sft", str(tmp_path / "docs"), "--dry-run"])
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert "skipped [/red]x.md: not UTF-8" in result.stdout
+    assert "skipped [draft] notes.md: not UTF-8" in result.stdout
+    assert "skipped bell\\x07.md: not UTF-8" in result.stdout and "\x07" not in result.stdout

@@ -66,6 +66,43 @@ def test_unusable_files_are_skipped_with_a_reason_or_fail_under_strict(tmp_path,
         read_corpus(tmp_path, strict=True)
 
 
+def test_links_leading_out_of_the_folder_or_in_circles_are_skipped_with_a_reason(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("The vault code is 4471.")
+    (outside / "more.md").write_text("# More\nThe lab is on floor nine.")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.md").write_text("# Good\nThe office dog is named Tjorven.")
+    (docs / "inside-link.md").symlink_to(docs / "good.md")  # a link within the folder is read (then a duplicate)
+    (docs / "secret.txt").symlink_to(outside / "secret.txt")
+    (docs / "linked-folder").symlink_to(outside, target_is_directory=True)
+    (docs / "loop.md").symlink_to(docs / "loop.md")
+    corpus = read_corpus(docs)
+    assert [d.path for d in corpus.documents] == ["good.md"] and corpus.duplicates == 1
+    reasons = dict(corpus.skipped)
+    assert "outside the folder" in reasons["secret.txt"]
+    assert "folder; not followed" in reasons["linked-folder"]
+    assert "loop" in reasons["loop.md"]
+    assert "4471" not in "".join(d.text for d in corpus.documents)
+    with pytest.raises(BadInputError, match="linked-folder"):
+        read_corpus(docs, strict=True)
+
+
+def test_utf16_with_a_byte_order_mark_is_read_as_text(tmp_path):
+    (tmp_path / "notes.txt").write_bytes("The office dog is named Tjorven.".encode("utf-16"))
+    assert "Tjorven" in read_corpus(tmp_path).documents[0].text
+
+
+def test_a_line_repeated_many_times_makes_one_fact(tmp_path):
+    from rlsd_cli.augment import rule_based_pairs
+
+    (tmp_path / "a.md").write_text("# Office\n" + "The office dog is named Tjorven. " * 2000)
+    (tmp_path / "b.md").write_text("# Office\nThe office dog is named Tjorven.")
+    many, once = (rule_based_pairs(d) for d in read_corpus(tmp_path).documents)
+    assert [(p.question, p.answer) for p in many] == [(p.question, p.answer) for p in once]
+
+
 def test_empty_folder_and_missing_folder_are_errors(tmp_path):
     with pytest.raises(BadInputError, match="no usable text"):
         read_corpus(tmp_path)

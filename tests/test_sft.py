@@ -70,7 +70,7 @@ def test_sample_chat_cycles_a_small_pool_in_a_seeded_order():
 
 def test_plan_counts_and_never_uses_eval_questions(tokenizer):
     config = SFTConfig(docs=DOCS)
-    the_plan = plan(config, tokenizer)
+    the_plan = plan(config, lambda: tokenizer)
     described = the_plan.describe()
     assert described["documents"] == 10 and described["augmented_pairs"] > 60
     held_out = {json.loads(line)["question"].lower() for line in (DOCS.parent / "docs_qa.jsonl").read_text().splitlines()}

@@ -12,6 +12,7 @@ Two optional fields serve documents that change between training rounds:
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from typing import Any
@@ -39,6 +40,13 @@ def contains_phrase(response: str, phrase: str) -> bool:
     return any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
 
 
+def _is_answer(value: Any) -> bool:
+    """A string or a finite number; JSON's true and NaN would be scored as the words 'True' and 'nan'."""
+    if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+        return False
+    return isinstance(value, (str, int, float))
+
+
 class QASuite(Suite):
     name = "qa"
     description = "questions about your documents; correct when the answer or an alias appears as whole words"
@@ -49,13 +57,25 @@ class QASuite(Suite):
     def parse(self, number: int, record: dict[str, Any], where: str) -> Item:
         question = require(record, "question", where)
         answer = require(record, "answer", where, (str, int, float))
+        if not _is_answer(answer):
+            raise BadInputError(f"{where}: 'answer' must be a string or a number, got {answer!r}")
         aliases = record.get("aliases", [])
-        if not isinstance(aliases, list) or not all(isinstance(a, (str, int, float)) for a in aliases):
+        if not isinstance(aliases, list) or not all(_is_answer(a) for a in aliases):
             raise BadInputError(f"{where}: 'aliases' must be a list of strings")
         stale = record.get("stale", [])
         stale = [stale] if isinstance(stale, (str, int, float)) else stale
-        if not isinstance(stale, list) or not all(isinstance(a, (str, int, float)) and str(a).strip() for a in stale):
+        if not isinstance(stale, list) or not all(_is_answer(a) and str(a).strip() for a in stale):
             raise BadInputError(f"{where}: 'stale' must be the superseded answer, or a list of them")
+        accepted = [str(answer), *map(str, aliases)]
+        for text in (a for a in accepted if not normalize_tokens(a)):
+            raise BadInputError(f"{where}: the answer or alias {text!r} has no letters or digits, so no response can "
+                                "match it; write the answer in words")
+        for old in map(str, stale):
+            # A superseded answer inside a right one would mark every right answer stale as well.
+            clash = next((a for a in accepted if contains_phrase(a, old)), None)
+            if clash is not None:
+                raise BadInputError(f"{where}: the stale answer {old!r} is part of the accepted answer {clash!r}, so "
+                                    "every right answer would count as stale; remove it from 'stale' or 'aliases'")
         kind = record.get("kind")
         if kind is not None and not (isinstance(kind, str) and re.fullmatch(r"[\w-]+", kind)):
             raise BadInputError(f"{where}: 'kind' must be a word (letters, digits, '-' or '_'), e.g. new or updated")
