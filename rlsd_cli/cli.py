@@ -466,7 +466,7 @@ def _print_training_summary(result: dict) -> None:
 
 
 def _print_dry_run(result: dict) -> None:
-    table = Table(title=f"sft --dry-run: {result['folder']}", show_header=False)
+    table = Table(title=console.printable(f"sft --dry-run: {result['folder']}"), show_header=False)
     for key in ("files_read", "documents", "duplicates_dropped", "characters", "chunks", "chunk_tokens",
                 "augmented_pairs", "augmented_by_kind", "chat_examples_in_data", "general_chat_examples",
                 "general_chat_source", "chat_fraction"):

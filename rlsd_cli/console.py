@@ -58,11 +58,17 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if stderr.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
             from rich.progress import Progress as RichProgress
 
-            self._bar = RichProgress(
-                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            self._bar = RichProgress(  # the column reads its own markup; the console (markup off) would print it
+                TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True,
             )
             self._bar.start()

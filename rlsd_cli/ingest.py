@@ -70,11 +70,14 @@ def _read_utf8(path: Path) -> str:
     data = path.read_bytes()
     if not data.strip():
         raise Skip("empty file")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Windows editors save "Unicode" so
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise Skip(f"starts as UTF-16 but is not (invalid byte at offset {exc.start}); re-save it as UTF-8") from None
+    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # UTF-32's first:
+                          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):  # FF FE starts both
+        if data.startswith(bom):  # Windows editors save "Unicode" so
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise Skip(f"starts as {encoding.upper()} but is not (invalid byte at offset {exc.start}); re-save "
+                           "it as UTF-8") from None
     if b"\x00" in data[:8192]:
         raise Skip("binary content (NUL bytes) in a text file")
     try:
@@ -251,6 +254,7 @@ def read_corpus(folder: str | Path, strict: bool = False) -> Corpus:
         raise BadInputError(f"{root}: no such folder; pass the folder that holds your documents")
     unlisted: list[tuple[str, str]] = []
     hidden = 0
+    listed = not root.is_file()
     if root.is_file():
         files = [root]
         root = root.parent
@@ -266,7 +270,7 @@ def read_corpus(folder: str | Path, strict: bool = False) -> Corpus:
         relative = str(path.relative_to(root))
         before = len(corpus.documents)
         try:
-            if path.is_symlink():
+            if listed and path.is_symlink():  # a file passed by name is read wherever its link leads
                 _check_link(path, root)
             if not path.exists():
                 raise Skip("a broken symbolic link (its target is gone)")

@@ -49,7 +49,8 @@ def read_documents(run_dir: Path) -> dict[str, dict[str, Any]]:
         raise BadInputError(f"{path}: cannot read the run's document record ({exc}); restore it or start a new "
                             "lineage (sft without --from)") from None
     if not isinstance(documents, dict) or not all(
-            isinstance(d, dict) and isinstance(d.get("sha256"), str) for d in documents.values()):
+            isinstance(d, dict) and isinstance(d.get("sha256"), str) and isinstance(d.get("text"), str)
+            for d in documents.values()):
         raise BadInputError(f"{path}: not an rlsd document record (each document maps to its sha256, title and "
                             "text); restore it or start a new lineage (sft without --from)")
     return documents

@@ -76,7 +76,7 @@ def read_recipe(path: Path) -> list[tuple[str, Any, int]]:
     lines: dict[str, int] = {}
     for key_node, _ in node.value:
         if key_node.value in lines:
-            raise BadInputError(f"{path}:{key_node.start_mark.line + 1}: {key_node.value} is set twice (first on line "
+            raise BadInputError(f"{path}:{key_node.start_mark.line + 1}: {key_node.value!r} is set twice (first on line "
                                 f"{lines[key_node.value]}); keep one")
         lines[key_node.value] = key_node.start_mark.line + 1
     return [(str(key), value, lines.get(str(key), 1)) for key, value in data.items()]

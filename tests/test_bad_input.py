@@ -133,6 +133,7 @@ CASES = [
      ["a-file", "--runs-dir"]),
     ("dry-run-resuming-no-run", {}, ["sft", str(DOCS), "--resume", "--name", "nope", "--dry-run"], ["nope", "--resume"]),
     ("run-name-too-long", {}, ["sft", str(DOCS), "--name", "x" * 300, "--dry-run"], ["--name", "200 bytes"]),
+    ("run-name-of-undecodable-bytes", {}, ["sft", str(DOCS), "--name", "run\udcff", "--dry-run"], ["--name", "printable"]),
     # Recipes name their line, also when the value is out of bounds or the command line overrides it.
     ("recipe-value-out-of-bounds", {"r.yaml": "epochs: 2\nlr: -1\n"}, ["sft", str(DOCS), "--recipe", "{tmp}/r.yaml", "--dry-run"],
      ["r.yaml:2", "--lr must be positive"]),

@@ -89,9 +89,20 @@ def test_links_leading_out_of_the_folder_or_in_circles_are_skipped_with_a_reason
         read_corpus(docs, strict=True)
 
 
-def test_utf16_with_a_byte_order_mark_is_read_as_text(tmp_path):
-    (tmp_path / "notes.txt").write_bytes("The office dog is named Tjorven.".encode("utf-16"))
-    assert "Tjorven" in read_corpus(tmp_path).documents[0].text
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-32-be"])
+def test_unicode_with_a_byte_order_mark_is_read_as_text(tmp_path, encoding):
+    bom = {"utf-16-be": b"\xfe\xff", "utf-32-be": b"\x00\x00\xfe\xff"}.get(encoding, b"")
+    (tmp_path / "notes.txt").write_bytes(bom + "The office dog is named Tjorven.".encode(encoding))
+    (text,) = [d.text for d in read_corpus(tmp_path).documents]
+    assert text == "The office dog is named Tjorven."
+
+
+def test_a_file_passed_by_name_is_read_wherever_its_link_leads(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "notes.md").write_text("# Notes\nThe office dog is named Tjorven.")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "link.md").symlink_to(tmp_path / "elsewhere" / "notes.md")
+    assert "Tjorven" in read_corpus(tmp_path / "docs" / "link.md").documents[0].text
 
 
 def test_a_line_repeated_many_times_makes_one_fact(tmp_path):

@@ -66,10 +66,11 @@ class QASuite(Suite):
         stale = [stale] if isinstance(stale, (str, int, float)) else stale
         if not isinstance(stale, list) or not all(_is_answer(a) and str(a).strip() for a in stale):
             raise BadInputError(f"{where}: 'stale' must be the superseded answer, or a list of them")
+        if not normalize_tokens(str(answer)):
+            raise BadInputError(f"{where}: the answer {answer!r} has no letters or digits, so no response can match "
+                                "it; write the answer in words")
+        aliases = [a for a in aliases if normalize_tokens(str(a))]  # an empty alias could never match: harmless
         accepted = [str(answer), *map(str, aliases)]
-        for text in (a for a in accepted if not normalize_tokens(a)):
-            raise BadInputError(f"{where}: the answer or alias {text!r} has no letters or digits, so no response can "
-                                "match it; write the answer in words")
         for old in map(str, stale):
             # A superseded answer inside a right one would mark every right answer stale as well.
             clash = next((a for a in accepted if contains_phrase(a, old)), None)
