@@ -201,7 +201,7 @@ class PeriodicEvalOptions(Options):
 
 @dataclass(kw_only=True)
 class LoraOptions(Options):
-    lora_r: int = option(16, "LoRA rank.", ge=1)
+    lora_r: int = option(16, "LoRA rank.", ge=1, le=4096)
     lora_alpha: int | None = option(None, "LoRA alpha (default: 2 x --lora-r).", ge=1)
 
     def check(self) -> None:
