@@ -66,7 +66,7 @@ def document_chunks(documents: list[Document], tokenizer, max_length: int, overl
     The prefix is context, not a target (mask 0); the window is the target (mask 1). Each window ends with
     end-of-text only when it reaches the end of its document.
     """
-    examples = []
+    examples, seen = [], set()
     for document in documents:
         header = tokenizer(f"Source: {document.title} ({document.path})\n\n", add_special_tokens=False)["input_ids"]
         body = tokenizer(document.text, add_special_tokens=False)["input_ids"]
@@ -76,8 +76,10 @@ def document_chunks(documents: list[Document], tokenizer, max_length: int, overl
             piece = body[start : start + window]
             last = start + window >= len(body)
             ids = header + piece + ([tokenizer.eos_token_id] if last else [])
-            mask = [0] * len(header) + [1] * (len(ids) - len(header))
-            examples.append({"input_ids": ids, "assistant_masks": mask, "kind": "chunk", "source": document.path})
+            if tuple(ids) not in seen:  # a text repeating itself gives the same window again and again
+                seen.add(tuple(ids))
+                mask = [0] * len(header) + [1] * (len(ids) - len(header))
+                examples.append({"input_ids": ids, "assistant_masks": mask, "kind": "chunk", "source": document.path})
             if last:
                 break
     return examples

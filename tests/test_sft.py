@@ -49,6 +49,13 @@ def test_chunks_are_windows_with_a_masked_source_header_and_overlap(tokenizer, t
     assert body[0][-16:] == body[1][:16]  # consecutive windows overlap
 
 
+def test_a_text_repeating_itself_is_not_trained_window_after_window(tokenizer, tmp_path):
+    (tmp_path / "same.md").write_text("# Same\n" + "The office dog is named Tjorven. " * 3000)
+    chunks = document_chunks(read_corpus(tmp_path).documents, tokenizer, max_length=128, overlap=16)
+    windows = [tuple(c["input_ids"]) for c in chunks]
+    assert len(windows) == len(set(windows)) and len(windows) < 20  # about 270 windows without the check
+
+
 def test_chat_examples_train_on_the_answer_only(tokenizer):
     example = chat_example(tokenizer, [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}], 64, "qa")
     kept = [t for t, m in zip(example["input_ids"], example["assistant_masks"], strict=True) if m]
