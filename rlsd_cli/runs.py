@@ -130,29 +130,22 @@ class Run:
                      record: dict[str, Any] | None) -> Run:
         root = root or RUNS_ROOT
         name = default_run_name(verb) if name is None else name
-        check_run_name(name)
+        cls.check_target(verb, name=name, root=root, force=force, resume=resume)  # checked again: time has passed
         path = root / name
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BadInputError(f"{root}: cannot create the runs folder ({exc.strerror}); pass a writable --runs-dir") from None
-        if path.exists():
-            if resume:
-                hold_run_lock(path)
-                check_resumable(path, read_run_record(path), record or {})
-                return cls(path)
-            if not force:
-                raise BadInputError(
-                    f"{path}: a run with this name exists; pass --resume to continue it, "
-                    "--force to move it to runs/.trash/, or another --name"
-                )
+        if path.exists() and resume:
+            hold_run_lock(path)
+            check_resumable(path, read_run_record(path), record or {})
+            return cls(path)
+        if path.exists():  # --force (check_target refused the rest)
             hold_run_lock(path)  # never move a run another process is training in
             release_run_lock(path)
             trash = root / ".trash"
             trash.mkdir(exist_ok=True)
             os.rename(path, trash / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        elif resume:
-            raise BadInputError(f"{path}: --resume given but no such run exists")
         try:
             # mkdir is atomic: of two processes asking for the same name, exactly one wins.
             path.mkdir()

@@ -28,7 +28,7 @@ from .chat_format import chat_example
 from .configs import SFTConfig
 from .distributed import is_main_process
 from .errors import BadInputError
-from .evaluate import EvalConfig, check_eval_data
+from .evaluate import EvalConfig
 from .ingest import Corpus, Document, read_corpus
 from .lineage import (
     RoundPlan,
@@ -49,6 +49,7 @@ from .runs import Run
 from .training import (
     RunLogger,
     TrainingRecipe,
+    check_inputs,
     common_trainer_kwargs,
     config_record,
     merged_paths,
@@ -270,10 +271,7 @@ def run_sft(config: SFTConfig) -> dict[str, Any]:
             read_lineage(config.from_run)
         config.model = lineage_base(config)
     if config.dry_run:  # what the real run would refuse before its model loads, --dry-run refuses too
-        recipe = SFTRecipe(config, None)
-        recipe.prepare()
-        check_eval_data(recipe.eval_configs().values())
-        Run.check_target("sft", name=config.name, root=config.runs_dir, force=config.force, resume=config.resume)
+        check_inputs(SFTRecipe(config, None))
     resolved = resolve_model(config.model)
     if resolved.kind == "run":
         raise BadInputError(f"--model {config.model}: sft starts from a base model; to continue a run's lineage on "

@@ -433,18 +433,26 @@ class TrainingRecipe:
         return scores
 
 
-def run_recipe(recipe: TrainingRecipe) -> dict[str, Any]:
-    """Check inputs, load, make the run folder, score the start, train, save the adapter, score the result, and
-    write the summary: the same order for every training verb."""
-    env.require_supported_trl()
+def check_inputs(recipe: TrainingRecipe) -> tuple[dict[str, EvalConfig], dict[str, EvalConfig]]:
+    """Everything a run refuses before its model loads (and `--dry-run` with it): the verb's inputs, the
+    evaluation data, the run folder. Returns the suites asked for, and those with the forgetting measures."""
     config = recipe.config
-    started = time.perf_counter()
     recipe.prepare()
     requested = recipe.eval_configs()
     eval_configs = {**requested, **forgetting_configs(config)}
     check_eval_data(eval_configs.values())
     if is_main_process():  # the others would find the folder rank 0 has just made
         Run.check_target(recipe.verb, name=config.name, root=config.runs_dir, force=config.force, resume=config.resume)
+    return requested, eval_configs
+
+
+def run_recipe(recipe: TrainingRecipe) -> dict[str, Any]:
+    """Check inputs, load, make the run folder, score the start, train, save the adapter, score the result, and
+    write the summary: the same order for every training verb."""
+    env.require_supported_trl()
+    config = recipe.config
+    started = time.perf_counter()
+    requested, eval_configs = check_inputs(recipe)
     loaded = recipe.load()
     run = Run.create(recipe.verb, name=config.name, root=config.runs_dir, force=config.force, resume=config.resume,
                      record={"base_model": loaded.record(), "config": config_record(config), "parent": None,
