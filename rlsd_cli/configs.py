@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import BadInputError
 from .model import DEFAULT_MODEL, QUANT_CHOICES
+from .replay import builtin_set_files
 
 GENERATION_ENGINES = ("transformers", "vllm")
 TRACKERS = ("none", "tensorboard", "mlflow", "wandb", "trackio")
@@ -235,6 +236,8 @@ class SFTConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, EvalOpt
     augment: bool = option(True, "Add question/answer pairs and fact lists made from the documents.")
     augment_model: str | None = option(None, "Also have this model ('base' = the model being trained) write Q/A pairs "
                                        "per chunk.")
+    replay: str = option("general", "Built-in instruction sets the base model answers for the general chat mixed in "
+                         "(general | format | factual | all, joined with '+'); --chat-data replaces them.")
     replay_max_new_tokens: int = option(128, "Most tokens of each replayed general-chat answer.", ge=1)
     strict: bool = option(False, "Stop at the first unusable file instead of skipping it.")
     dry_run: bool = option(False, "Show what would be trained on, without loading the model.")
@@ -243,6 +246,7 @@ class SFTConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, EvalOpt
         super().check()
         if self.chunk_overlap >= self.max_length // 2:
             raise BadInputError(f"--chunk-overlap must be in [0, max_length/2), got {self.chunk_overlap}")
+        builtin_set_files(self.replay, f"--replay {self.replay}:")
 
 
 @dataclass(kw_only=True)

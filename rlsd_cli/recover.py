@@ -34,13 +34,7 @@ from .evaluate import EvalConfig
 from .losses import chunked_reverse_kl, on_policy_distillation_loss, sampled_reverse_kl, self_sft_loss
 from .model import LoadedModel, load_model, resolve_model
 from .plots import plot_curves
-from .replay import (
-    FACTUAL_INSTRUCTIONS,
-    FORMAT_INSTRUCTIONS,
-    GENERAL_INSTRUCTIONS,
-    builtin_instructions,
-    read_prompts,
-)
+from .replay import builtin_instructions, builtin_set_files, read_prompts
 from .run_record import RUN_RECORD
 from .runs import Run
 from .teachers import (
@@ -68,9 +62,6 @@ KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
 # each ask for a checkable format (a format the base follows comes back only where a prompt asks for it), `factual`
 # = 160 short world-knowledge questions, `all` = the three. Sets join with "+" (`format+factual`) and are drawn
 # in turn: a user who names two sets asks for both kinds, whatever size each file happens to have.
-BUILTIN_PROMPTS = {"general": (GENERAL_INSTRUCTIONS,), "format": (FORMAT_INSTRUCTIONS,),
-                   "factual": (FACTUAL_INSTRUCTIONS,),
-                   "all": (GENERAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS, FACTUAL_INSTRUCTIONS)}
 SNAPSHOT_ADAPTER = "sft_snapshot"
 # Token means logged each step, added up over all processes before they are logged.
 LOGGED_KEYS = ("reverse_kl", "logp/student", "logp/teacher", "reverse_kl/keep", "reverse_kl/general")
@@ -187,12 +178,7 @@ def general_prompts(spec: str) -> tuple[list[list[list[dict[str, str]]]], str]:
     wins); `step_prompts` draws the sets in turn."""
     if Path(spec).is_file():
         return [read_prompts(Path(spec))], str(spec)
-    names = [name.strip() for name in spec.split("+")]
-    unknown = [name for name in names if name not in BUILTIN_PROMPTS]
-    if unknown:
-        raise BadInputError(f"--prompts {spec}: no such file, and {unknown[0]!r} is no built-in set; give one JSONL "
-                            f"file, or built-in sets joined with '+': {', '.join(BUILTIN_PROMPTS)}")
-    files = dict.fromkeys(file for name in names for file in BUILTIN_PROMPTS[name])
+    files = builtin_set_files(spec, f"--prompts {spec}: no such file, and")
     sets = [[[{"role": "user", "content": item["prompt"]}] for item in builtin_instructions(file)] for file in files]
     sizes = " + ".join(str(len(prompts)) for prompts in sets)
     return sets, f"built-in {spec} instructions ({sizes}{', drawn in turn' if len(sets) > 1 else ''})"

@@ -338,7 +338,7 @@ class SFTRecipe(TrainingRecipe):
         elif self.plan.chat_needed:
             with loaded.model.disable_adapter():  # the base model's own answers, in every round
                 pool_messages, self.chat_info = replay_conversations(loaded, weights_hash(loaded.resolved.path),
-                                                                     config.replay_max_new_tokens)
+                                                                     config.replay_max_new_tokens, config.replay)
         else:
             pool_messages, self.chat_info = [], {"source": None}
         pool = [e for e in (chat_example(tokenizer, m, config.max_length, "general-chat") for m in pool_messages) if e]
