@@ -237,10 +237,10 @@ def runs_list(runs_dir: Path | None = RunsDirOpt, json_out: bool = typer.Option(
     for column in ("name", "verb", "status", "steps", "base model", "parent", "created", "adapter"):
         table.add_column(column)
     for r in rows:
-        table.add_row(
+        table.add_row(*map(console.printable, (
             r["name"], r["verb"] or "-", r["status"], str(r["steps"]), r["base_model"], r["parent"] or "-",
             r["created"] or "-", console.human_bytes(r["adapter_size_bytes"]),
-        )
+        )))
     console.stdout.print(table)
 
 
@@ -262,12 +262,13 @@ def runs_show(
     if _json(json_out):
         console.print_json(info)
         return
-    table = Table(show_header=False, title=f"run {info['name']}")
+    # A run folder may have been made by hand: its name, paths and record are printed as they are, not as markup.
+    table = Table(show_header=False, title=console.printable(f"run {info['name']}"))
     for key in ("path", "verb", "status", "steps", "base_model", "parent", "created"):
-        table.add_row(key, str(info[key]))
-    table.add_row("command", " ".join(info["record"].get("command", [])))
+        table.add_row(key, console.printable(info[key]))
+    table.add_row("command", console.printable(" ".join(map(str, info["record"].get("command", [])))))
     for key, value in (info["summary"] or {}).items():
-        table.add_row(f"summary.{key}", str(value))
+        table.add_row(console.printable(f"summary.{key}"), console.printable(value))
     console.stdout.print(table)
     if len(info["lineage"]) > 1:
         _print_lineage(info["lineage"])
@@ -283,7 +284,7 @@ def _print_lineage(rows: list[dict]) -> None:
     for row in rows:
         changes = row["changes"]
         changed = f"{changes.get('new', 0)} / {changes.get('changed', 0)} / {changes.get('removed', 0)}" if changes else "-"
-        table.add_row(row["name"], row["verb"] or "-", str(row["round"] or "-"), changed,
+        table.add_row(console.printable(row["name"]), console.printable(row["verb"] or "-"), str(row["round"] or "-"), changed,
                       *(f"{row['scores'][m]:.3f}" if m in row["scores"] else "-" for m in metrics))
     console.stdout.print(table)
 

@@ -217,3 +217,20 @@ def test_file_names_are_printed_as_they_are(tmp_path, monkeypatch):
     assert "skipped [/red]x.md: not UTF-8" in result.stdout
     assert "skipped [draft] notes.md: not UTF-8" in result.stdout
     assert "skipped bell\\x07.md: not UTF-8" in result.stdout and "\x07" not in result.stdout
+
+
+def test_run_names_made_by_hand_are_printed_as_they_are(tmp_path):
+    """`rlsd runs` lists folders it did not name: a `[tag]` in them is text and a control character is escaped."""
+    from typer.testing import CliRunner
+
+    from rlsd_cli.cli import app
+
+    name = "[draft] run\x07"
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "run.json").write_text(json.dumps(
+        {"verb": "sft", "status": "done", "base_model": {"spec": "[b]base"}, "command": ["rlsd", "[i]x"]}))
+    for argv in (["runs", "list"], ["runs", "show", name]):
+        result = CliRunner().invoke(app, [*argv, "--runs-dir", str(tmp_path)])
+        assert result.exit_code == 0, (result.stderr, result.exception)
+        assert "[draft] run\\x07" in result.stdout and "[b]base" in result.stdout and "\x07" not in result.stdout
+    assert "rlsd [i]x" in result.stdout
