@@ -26,7 +26,7 @@ from . import __version__, env
 from .chat_format import render_prompt
 from .console import say
 from .evaluate import adapter_hash, cache_key, cached_report, reports_dir, write_report
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, seed_cache
 from .generation import GenerationSettings, generate
 from .model import LoadedModel, choose_precision, resolve_model, weights_hash
 from .suites.base import read_jsonl
@@ -40,11 +40,17 @@ def drift_prompts() -> list[dict[str, Any]]:
     return [record for _, record in read_jsonl(PROMPTS)]
 
 
+def shipped_answers(cache_name: str) -> Path:
+    """Where the embedded model's drift answers ship (made by `base_answers`), named as their cache file."""
+    return PROMPTS.parent / f"drift_answers-{cache_name}"
+
+
 def base_answers(loaded, base_hash: str) -> list[dict[str, Any]]:
     """The base model's greedy answers to the drift prompts, generated once per base (adapter off) and cached."""
     prompts = drift_prompts()
     digest = hashlib.sha256(PROMPTS.read_bytes()).hexdigest()[:8]
     cache = Path(env.rlsd_home()) / "drift" / f"{base_hash[:16]}-{digest}-{ANSWER_TOKENS}.jsonl"
+    seed_cache(cache, shipped_answers(cache.name))
     if cache.is_file():
         return [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
     with loaded.model.disable_adapter() if hasattr(loaded.model, "disable_adapter") else contextlib.nullcontext():

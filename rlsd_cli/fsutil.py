@@ -116,5 +116,13 @@ def replace_directory(tmp: Path, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
+def seed_cache(cache: Path, shipped: Path) -> None:
+    """Copy a file shipped with rlsd into an empty cache slot: the embedded model's greedy answers ship with the
+    package, so a fresh machine skips generating them. Any other model generates its own once."""
+    if not cache.is_file() and shipped.is_file():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cache, shipped.read_text(encoding="utf-8"))
+
+
 def dir_size_bytes(path: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

@@ -5,6 +5,7 @@ by every training verb unless --no-forgetting."""
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -60,6 +61,20 @@ def test_the_built_in_sets_are_broad():
     assert min(collections.Counter(p["category"] for p in prompts).values()) >= 8
     items = get_suite("knowledge").load(None)
     assert len(items) >= 150 and len({i.record["kind"] for i in items}) >= 6
+
+
+def test_the_embedded_models_drift_answers_ship_for_the_current_prompts(smollm_dir, tmp_path, monkeypatch):
+    """A fresh machine reads them instead of generating (about a minute): their name must follow the weights and
+    the prompts, and their rows the prompts, or they are silently never used."""
+    from rlsd_cli.model import weights_hash
+
+    monkeypatch.setenv("RLSD_HOME", str(tmp_path))
+    digest = hashlib.sha256(drift.PROMPTS.read_bytes()).hexdigest()[:8]
+    shipped = drift.shipped_answers(f"{weights_hash(smollm_dir)[:16]}-{digest}-{drift.ANSWER_TOKENS}.jsonl")
+    assert shipped.is_file(), f"no shipped drift answers named {shipped.name}"
+    rows = drift.base_answers(None, weights_hash(smollm_dir))  # no model: only the shipped file can answer
+    assert [(r["id"], r["prompt"]) for r in rows] == [(p["id"], p["prompt"]) for p in drift.drift_prompts()]
+    assert sum(1 for r in rows if r["answer"].strip()) >= 90
 
 
 def test_retention_counts_only_what_the_base_answered_right():
