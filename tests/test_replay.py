@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import rlsd_cli.replay as replay
 from rlsd_cli.sft import SFTConfig
 from rlsd_cli.suites import get_suite
@@ -26,31 +28,39 @@ def _shipped():
 
 
 def test_shipped_answers_match_the_current_built_in_instructions():
-    instructions = replay.builtin_instructions()
+    names = {}
     for path in _shipped():
         # An edited instruction set changes the cache name: the shipped file must be regenerated with it.
-        assert path.name == replay.replay_cache_path(path.name[:16] + "0" * 48, TOKENS).name
+        sets = [f for f in (replay.GENERAL_INSTRUCTIONS, replay.FACTUAL_INSTRUCTIONS, replay.FORMAT_INSTRUCTIONS)
+                if path.name == replay.replay_cache_path(path.name[:16] + "0" * 48, TOKENS, f).name]
+        assert sets, f"{path.name} matches no current instruction set"
+        names[sets[0]] = path
         rows = [json.loads(line) for line in path.read_text().splitlines()]
-        assert [(r["id"], r["prompt"]) for r in rows] == [(i["id"], i["prompt"]) for i in instructions]
+        assert [(r["id"], r["prompt"]) for r in rows] == [(i["id"], i["prompt"]) for i in replay.builtin_instructions(sets[0])]
+    assert {replay.GENERAL_INSTRUCTIONS, replay.FACTUAL_INSTRUCTIONS} <= set(names)
 
 
-def test_the_shipped_answers_are_found_for_the_embedded_model(smollm_dir):
+@pytest.mark.parametrize("instructions", [replay.GENERAL_INSTRUCTIONS, replay.FACTUAL_INSTRUCTIONS])
+def test_the_shipped_answers_are_found_for_the_embedded_model(smollm_dir, instructions):
     """The converted weights must hash to the shipped file's name, or every fresh machine regenerates them."""
     from rlsd_cli.model import weights_hash
 
-    path = replay.replay_cache_path(weights_hash(smollm_dir), TOKENS)
+    path = replay.replay_cache_path(weights_hash(smollm_dir), TOKENS, instructions)
     assert (replay.SHIPPED_REPLAY / path.name).is_file(), f"no shipped replay answers named {path.name}"
 
 
 def test_a_fresh_cache_is_seeded_from_the_shipped_file_without_a_model(tmp_path, monkeypatch):
     monkeypatch.setenv("RLSD_HOME", str(tmp_path))
-    shipped = _shipped()[0]
-    weights = shipped.name[:16] + "0" * 48
-    # No model is passed: generating would fail, so only the shipped file can answer.
-    conversations, info = replay.replay_conversations(None, weights, max_new_tokens=TOKENS)
-    assert replay.replay_cache_path(weights, TOKENS).read_text() == shipped.read_text()
-    assert info["kept"] == len(conversations) > 200
+    weights = _shipped()[0].name[:16] + "0" * 48
+    # No model is passed: generating would fail, so only the shipped files can answer.
+    conversations, info = replay.replay_conversations(None, weights, max_new_tokens=TOKENS, sets="general+factual")
+    for instructions in (replay.GENERAL_INSTRUCTIONS, replay.FACTUAL_INSTRUCTIONS):
+        path = replay.replay_cache_path(weights, TOKENS, instructions)
+        assert path.read_text() == (replay.SHIPPED_REPLAY / path.name).read_text()
+    general = len(replay.builtin_instructions()) - 10
+    assert info["kept"] == len(conversations) > general + 150 and len(info["cache"]) == 2
     assert conversations[0][1]["role"] == "assistant" and conversations[0][1]["content"]
+    assert conversations[-1][0]["content"] == replay.builtin_instructions(replay.FACTUAL_INSTRUCTIONS)[-1]["prompt"]
 
 
 def _word_runs(text: str, n: int = 6) -> set[tuple[str, ...]]:
