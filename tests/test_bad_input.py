@@ -56,6 +56,7 @@ CASES = [
     ("zero-learning-rate", {}, ["sft", str(DOCS), "--lr", "0", "--dry-run"], ["--lr"]),
     ("negative-epochs", {}, ["sft", str(DOCS), "--epochs", "-1", "--dry-run"], ["--epochs"]),
     ("absurd-lora-rank", {}, ["sft", str(DOCS), "--lora-r", "99999999999999999999999", "--dry-run"], ["--lora-r", "4096"]),
+    ("unknown-replay-set", {}, ["sft", str(DOCS), "--replay", "general+facts", "--dry-run"], ["--replay general+facts", "'facts' is no built-in set", "factual"]),
     ("zero-max-new-tokens", {"m.jsonl": '{"prompt": "1+1?", "answer": "2"}\n'},
      ["eval", "math", "--max-new-tokens", "0", "--data", "{tmp}/m.jsonl"], ["--max-new-tokens"]),
     ("zero-reason-steps", {"m/train.jsonl": '{"prompt": "1+1?", "answer": "2"}\n'},
