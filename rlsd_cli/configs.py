@@ -236,8 +236,9 @@ class SFTConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, EvalOpt
     augment: bool = option(True, "Add question/answer pairs and fact lists made from the documents.")
     augment_model: str | None = option(None, "Also have this model ('base' = the model being trained) write Q/A pairs "
                                        "per chunk.")
-    replay: str = option("general", "Built-in instruction sets the base model answers for the general chat mixed in "
-                         "(general | format | factual | all, joined with '+'); --chat-data replaces them.")
+    replay: str = option("general+factual", "Built-in instruction sets the base model answers for the general chat "
+                         "mixed in (general | format | factual | all, joined with '+'); --chat-data replaces them. "
+                         "Factual questions kept more world knowledge than general chat alone (docs/forgetting.md).")
     replay_max_new_tokens: int = option(128, "Most tokens of each replayed general-chat answer.", ge=1)
     strict: bool = option(False, "Stop at the first unusable file instead of skipping it.")
     dry_run: bool = option(False, "Show what would be trained on, without loading the model.")
