@@ -4,7 +4,9 @@ and drift from the base (issue: retention after sft and recover, chosen on more 
 
 Each cell is one `rlsd sft` run; runs already made (a folder with summary.json under --runs, named
 `<corpus>-<setting>-s<seed>`) are read, not redone, so a long sweep can be stopped and continued. Prints one JSON
-object: per corpus and setting, the mean, min and max of each measure over seeds.
+object: per corpus and setting, the mean, min and max of each measure over seeds, and the "leak": the share of
+world-knowledge answers naming a capitalised word of the corpus that the base's answers and the questions never
+use.
 
     python examples/build_docs.py   # the example's PDF and DOCX, once
     python benchmarks/sft_replay.py --runs DIR [--corpora example tests] [--settings g-m01 gf-m01 g-m03 gf-m03] \\
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -40,6 +43,37 @@ MEASURES = {
     "retention": ("knowledge", "retention"),
     "drift_kl": ("drift", "kl"),
 }
+
+
+# A capitalised word of four letters or more: a name, as the documents' names leak into world answers.
+NAME = re.compile(r"\b[A-Z][a-z]{3,}\b")
+TEXT_SUFFIXES = {".md", ".txt", ".rst", ".html", ".json", ".jsonl"}
+
+
+def corpus_names(folder: Path) -> set[str]:
+    return {name for path in folder.rglob("*") if path.suffix in TEXT_SUFFIXES
+            for name in NAME.findall(path.read_text(encoding="utf-8", errors="ignore"))}
+
+
+def knowledge_rows(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "knowledge.jsonl").read_text().splitlines() if line.strip()]
+
+
+def leak(run: Path, names: set[str]) -> float | None:
+    """The share of the run's knowledge answers naming a corpus name that neither the questions nor the base's own
+    answers use ("The capital of France is Tallowmere")."""
+    from rlsd_cli.evaluate import reports_dir
+    from rlsd_cli.model import resolve_model
+
+    spec = json.loads((run / "run.json").read_text())["base_model"]["spec"]
+    try:
+        base = knowledge_rows(reports_dir(resolve_model(spec)))
+        rows = knowledge_rows(run / "evals")
+    except OSError:
+        return None
+    common = {name for row in base for name in NAME.findall(row["prompt"] + " " + row["response"])}
+    own = names - common
+    return round(sum(1 for row in rows if set(NAME.findall(row["response"])) & own) / max(len(rows), 1), 4)
 
 
 def setting_flags(setting: str) -> list[str]:
@@ -78,6 +112,11 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--eval-limit", type=int, default=60)
     args = parser.parse_args()
+    for setting in args.settings:  # before hours of runs, not after
+        if not re.fullmatch(rf"({'|'.join(SETS)})-m\d\d", setting):
+            parser.error(f"--settings {setting}: expected <{'|'.join(SETS)}>-m<two digits>, such as gf-m03 (--mix 0.3)")
+    if "example" in args.corpora and not list((REPO / "examples" / "company").glob("*.pdf")):
+        parser.error("the example's PDF and DOCX are not built: run python examples/build_docs.py first")
     args.runs.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
@@ -85,12 +124,15 @@ def main() -> None:
     for corpus in args.corpora:
         for setting in args.settings:
             summaries = [run_cell(args, corpus, setting, seed) for seed in args.seeds]
+            names = corpus_names(Path(CORPORA[corpus][0]))
+            leaks = [leak(args.runs / f"{corpus}-{setting}-s{seed}", names) for seed in args.seeds]
             cells[f"{corpus} | {setting}"] = {
                 "flags": setting_flags(setting),
-                "per_seed": {seed: {m: value(s, path) for m, path in MEASURES.items()} | {"steps": s.get("steps")}
-                             for seed, s in zip(args.seeds, summaries, strict=True)},
+                "per_seed": {seed: {m: value(s, path) for m, path in MEASURES.items()} | {"steps": s.get("steps"), "leak": lk}
+                             for seed, s, lk in zip(args.seeds, summaries, leaks, strict=True)},
                 **{m: spread([v for v in (value(s, path) for s in summaries) if v is not None])
                    for m, path in MEASURES.items()},
+                "leak": spread([v for v in leaks if v is not None]),
             }
     print(json.dumps({
         "benchmark": "sft_replay", "machine": machine(), "seeds": args.seeds, "eval_limit": args.eval_limit,

@@ -28,7 +28,7 @@ from .run_record import read_run_record
 
 PROBE_PROMPTS = ["What is the capital of France?", "Write one sentence about rivers.", "List three colours."]
 # The settings a model card lists per run (the rest stay in each run's run.json).
-CARD_SETTINGS = ("lr", "epochs", "max_steps", "steps", "mix", "knowledge_replay", "prompts", "divergence", "keep_with",
+CARD_SETTINGS = ("lr", "epochs", "max_steps", "steps", "mix", "replay", "knowledge_replay", "prompts", "divergence", "keep_with",
                  "keep_mix", "algo", "quant", "seed")
 
 

@@ -58,10 +58,6 @@ from .training import (
 )
 
 KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
-# Built-in general prompt sets (files in rlsd_cli/data/): `general` = 240 everyday tasks, `format` = 72 tasks that
-# each ask for a checkable format (a format the base follows comes back only where a prompt asks for it), `factual`
-# = 160 short world-knowledge questions, `all` = the three. Sets join with "+" (`format+factual`) and are drawn
-# in turn: a user who names two sets asks for both kinds, whatever size each file happens to have.
 SNAPSHOT_ADAPTER = "sft_snapshot"
 # Token means logged each step, added up over all processes before they are logged.
 LOGGED_KEYS = ("reverse_kl", "logp/student", "logp/teacher", "reverse_kl/keep", "reverse_kl/general")
@@ -175,10 +171,11 @@ def anchor_batches(examples: list[dict[str, Any]], per_step: int, steps: int, se
 
 def general_prompts(spec: str) -> tuple[list[list[list[dict[str, str]]]], str]:
     """Prompt sets from a JSONL file (one set), or built-in sets by name joined with "+" (a file of that name
-    wins); `step_prompts` draws the sets in turn."""
+    wins). `step_prompts` draws the sets in turn: a user who names two sets asks for both kinds, whatever size each
+    file happens to have."""
     if Path(spec).is_file():
         return [read_prompts(Path(spec))], str(spec)
-    files = builtin_set_files(spec, f"--prompts {spec}: no such file, and")
+    files = builtin_set_files(spec, f"--prompts {spec}: no such file, and", "give one JSONL file, or built-in sets")
     sets = [[[{"role": "user", "content": item["prompt"]}] for item in builtin_instructions(file)] for file in files]
     sizes = " + ".join(str(len(prompts)) for prompts in sets)
     return sets, f"built-in {spec} instructions ({sizes}{', drawn in turn' if len(sets) > 1 else ''})"

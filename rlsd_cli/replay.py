@@ -37,6 +37,9 @@ FORMAT_INSTRUCTIONS = "format_instructions.jsonl"
 FACTUAL_INSTRUCTIONS = "factual_instructions.jsonl"
 
 
+# The built-in sets by name (files in rlsd_cli/data/): `general` = 240 everyday tasks, `format` = 72 tasks that each
+# ask for a checkable format, `factual` = 160 short world-knowledge questions, `all` = the three. `sft --replay`
+# pools the named sets; `recover --prompts` draws them in turn.
 BUILTIN_SETS = {"general": (GENERAL_INSTRUCTIONS,), "format": (FORMAT_INSTRUCTIONS,), "factual": (FACTUAL_INSTRUCTIONS,),
                 "all": (GENERAL_INSTRUCTIONS, FORMAT_INSTRUCTIONS, FACTUAL_INSTRUCTIONS)}
 
@@ -46,13 +49,13 @@ def builtin_instructions(name: str = GENERAL_INSTRUCTIONS) -> list[dict[str, str
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def builtin_set_files(spec: str, refusal: str) -> list[str]:
+def builtin_set_files(spec: str, refusal: str, choices: str = "give built-in sets") -> list[str]:
     """The instruction files of built-in sets named in `spec`, joined with '+' (each file once, in order).
     `refusal` opens the error for an unknown name (the flag and what else it could have been)."""
     names = [name.strip() for name in spec.split("+")]
     unknown = [name for name in names if name not in BUILTIN_SETS]
     if unknown:
-        raise BadInputError(f"{refusal} {unknown[0]!r} is no built-in set; give built-in sets joined with '+': "
+        raise BadInputError(f"{refusal} {unknown[0]!r} is no built-in set; {choices} joined with '+': "
                             f"{', '.join(BUILTIN_SETS)}")
     return list(dict.fromkeys(file for name in names for file in BUILTIN_SETS[name]))
 
@@ -108,7 +111,7 @@ def replay_cache_path(weights_sha256: str, max_new_tokens: int, instructions_fil
     return Path(env.rlsd_home()) / "replay" / f"{weights_sha256[:16]}-{instructions}-{max_new_tokens}.jsonl"
 
 
-def replay_conversations(loaded, weights_sha256: str, max_new_tokens: int, sets: str = "general",
+def replay_conversations(loaded, weights_sha256: str, max_new_tokens: int, sets: str,
                          batch_size: int = 64) -> tuple[list[list[dict[str, str]]], dict[str, Any]]:
     """The base model's answers to the built-in instruction sets named in `sets`, generated once per base model and
     set, and cached.

@@ -185,7 +185,8 @@ def plan(config: SFTConfig, get_tokenizer: Callable[[], Any], corpus: Corpus | N
     data_chats = [e for e in (chat_example(tokenizer, m, config.max_length, "data-chat") for m in corpus.chats) if e]
     doc_examples = len(chunks) + len(pairs) + len(data_chats)
     replay_needed = mix_in_chat(doc_examples, config.knowledge_replay) if carried else 0
-    source = f"--chat-data {config.chat_data}" if config.chat_data else "replay of the base model's answers to built-in instructions"
+    source = (f"--chat-data {config.chat_data}" if config.chat_data
+              else f"replay of the base model's answers to built-in instructions ({config.replay})")
     return Plan(corpus, chunks, pairs, data_chats, mix_in_chat(doc_examples + replay_needed, config.mix), source,
                 knowledge_from, changes, carried, replay_needed)
 

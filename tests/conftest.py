@@ -119,7 +119,8 @@ def sft_run(tmp_path_factory, smollm_dir):
     """`rlsd sft` on the test corpus, trained once per session: the sft end-to-end tests check it, and `recover`'s
     end-to-end test repairs it. The default settings but 4 epochs (not 6), a 0.1 general-chat mix (not 0.3) and no
     LoRA dropout: the default schedule took 17-20 minutes on a 2-core CPU without AVX512, too much of CI's 30; this
-    one took 7.6 minutes there and answered 16 of the 24 questions (3 epochs: 9 of 24)."""
+    one took 7.6 minutes there and answered 16 of the 24 questions (3 epochs: 9 of 24), replaying general chat
+    only; with the default replay (general+factual) seed 0 answered 15 (docs/forgetting.md)."""
     data = Path(__file__).parent / "data"
     runs = tmp_path_factory.mktemp("e2e") / "runs"
     result = run_cli("sft", str(data / "docs"), "--epochs", "4", "--mix", "0.1", "--lora-dropout", "0", "--eval-qa",
