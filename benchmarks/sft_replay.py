@@ -122,9 +122,9 @@ def main() -> None:
     started = time.perf_counter()
     cells = {}
     for corpus in args.corpora:
+        names = corpus_names(Path(CORPORA[corpus][0]))
         for setting in args.settings:
             summaries = [run_cell(args, corpus, setting, seed) for seed in args.seeds]
-            names = corpus_names(Path(CORPORA[corpus][0]))
             leaks = [leak(args.runs / f"{corpus}-{setting}-s{seed}", names) for seed in args.seeds]
             cells[f"{corpus} | {setting}"] = {
                 "flags": setting_flags(setting),

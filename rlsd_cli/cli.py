@@ -262,7 +262,7 @@ def runs_show(
     if _json(json_out):
         console.print_json(info)
         return
-    # A run folder may have been made by hand: its name, paths and record are printed as they are, not as markup.
+    # A run folder may have been made by hand: control characters in its name, paths and record are escaped.
     table = Table(show_header=False, title=console.printable(f"run {info['name']}"))
     for key in ("path", "verb", "status", "steps", "base_model", "parent", "created"):
         table.add_row(key, console.printable(info[key]))

@@ -238,7 +238,7 @@ class SFTConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, EvalOpt
                                        "per chunk.")
     replay: str = option("general+factual", "Built-in instruction sets the base model answers for the general chat "
                          "mixed in (general | format | factual | all, joined with '+'); --chat-data replaces them. "
-                         "Factual questions kept more world knowledge than general chat alone (docs/forgetting.md).")
+                         "With the factual questions sft kept more world knowledge on average (docs/forgetting.md).")
     replay_max_new_tokens: int = option(128, "Most tokens of each replayed general-chat answer.", ge=1)
     strict: bool = option(False, "Stop at the first unusable file instead of skipping it.")
     dry_run: bool = option(False, "Show what would be trained on, without loading the model.")
