@@ -16,12 +16,13 @@ optimise it twice; `scoring()` yields the module to run, in eval mode, under no_
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from .generation import cache_keyword, position_ids_from_mask
 
 
 def causal_lm(model) -> Any:
@@ -29,11 +30,6 @@ def causal_lm(model) -> Any:
     from peft import PeftModel
 
     return model.base_model.model if isinstance(model, PeftModel) else model
-
-
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that match `generate` on a left-padded batch: count only real tokens."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 @contextlib.contextmanager
@@ -112,8 +108,7 @@ def shared_prefix_completion_logps(
     with autocast if autocast is not None else contextlib.nullcontext():
         prefix = backbone(input_ids=prefix_ids[first], attention_mask=prefix_mask[first],
                           position_ids=position_ids_from_mask(prefix_mask[first]), use_cache=True)
-        # transformers renamed `past_key_values` to `cache` during 5.x; take whichever this version has.
-        cache_name = "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
+        cache_name = cache_keyword(backbone)
         cache = getattr(prefix, cache_name)
         cache.reorder_cache(row_prefix)  # each row gets its prefix's keys and values
         rest = backbone(input_ids=completion_ids, attention_mask=attention_mask,

@@ -1,0 +1,79 @@
+"""Decoding that drops finished rows from the batch gives transformers' own tokens, on a Llama and a Gemma 3
+(sliding-window cache layers)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rlsd_cli.chat_format import left_padding
+from rlsd_cli.generation import decode_dropping_finished_rows
+
+PROMPTS = ["Name a colour.", "What is two plus two? Answer in one word, please.", "Hi", "Write a long story about a cat."]
+
+
+def cut_at_stop(tokens: list[int], stop_ids: set[int]) -> list[int]:
+    for position, token in enumerate(tokens):
+        if token in stop_ids:
+            return tokens[: position + 1]
+    return tokens
+
+
+@pytest.fixture(params=["tiny_model_dir", "tiny_gemma_dir"])
+def model_and_batch(request):
+    folder = request.getfixturevalue(request.param)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    # The fixtures' initial weights (norms at their neutral value) repeat one token whatever the prompt;
+    # random norm weights give every row its own sequence.
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for weights in model.parameters():
+            weights.normal_(0, 0.02 if weights.dim() > 1 else 1.0)
+    with left_padding(tokenizer):
+        batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    return model, tokenizer, batch
+
+
+def stock_greedy(model, tokenizer, batch, max_new_tokens: int) -> list[list[int]]:
+    with torch.no_grad():
+        output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=None,
+                                pad_token_id=tokenizer.pad_token_id)
+    return output[:, batch["input_ids"].shape[1]:].tolist()
+
+
+def test_greedy_rows_stopping_at_different_steps_match_transformers_and_leave_the_batch(model_and_batch):
+    model, tokenizer, batch = model_and_batch
+    free_run = stock_greedy(model, tokenizer, batch, 12)
+    # Stop tokens chosen from the free run, so rows end at different steps (and the last row never does).
+    never = set(free_run[-1])
+    stop_ids = {next(t for t in row[1 + 3 * r:] if t not in never) for r, row in enumerate(free_run[:2])}
+    expected = [cut_at_stop(row, stop_ids) for row in free_run]
+    assert len({len(row) for row in expected}) > 1
+
+    batch_sizes = []
+    hook = model.register_forward_pre_hook(lambda _m, _a, kw: batch_sizes.append(kw["input_ids"].shape[0]),
+                                           with_kwargs=True)
+    try:
+        with torch.no_grad():
+            ours = decode_dropping_finished_rows(model, batch["input_ids"], batch["attention_mask"], 12, stop_ids, 0.0)
+    finally:
+        hook.remove()
+    assert [cut_at_stop(row, stop_ids) for row in ours] == expected
+    assert batch_sizes[0] == len(PROMPTS) and min(batch_sizes) < len(PROMPTS)
+    assert len(batch_sizes) <= 12
+
+
+def test_sampling_at_a_tiny_temperature_is_greedy_and_a_seed_repeats(model_and_batch):
+    model, tokenizer, batch = model_and_batch
+    greedy = stock_greedy(model, tokenizer, batch, 8)
+    with torch.no_grad():
+        cold = decode_dropping_finished_rows(model, batch["input_ids"], batch["attention_mask"], 8, set(), 1e-4)
+        torch.manual_seed(3)
+        first = decode_dropping_finished_rows(model, batch["input_ids"], batch["attention_mask"], 8, set(), 1.0)
+        torch.manual_seed(3)
+        again = decode_dropping_finished_rows(model, batch["input_ids"], batch["attention_mask"], 8, set(), 1.0)
+    assert cold == greedy
+    assert first == again and first != greedy
+
