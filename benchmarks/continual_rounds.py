@@ -10,6 +10,8 @@ Settings (round two's sft):
   update       --update-pairs               plus 'is this still true?' pairs for every rewritten fact sentence
   no-retire    --no-update-pairs, and the changed documents' old Q/A pairs replayed too (what retiring prevents)
   no-replay    --knowledge-replay 0         nothing of the unchanged documents replayed
+  chat-mix     --mix 0.3 --replay general+factual   three times the recipe's general chat, with the base's answers
+                                            to world-knowledge questions (sft's default replay; docs/forgetting.md)
 
 Prints one JSON object: for each setting and seed, the round-two questions' accuracy per kind (new, updated,
 kept), the stale rate and the IFEval subset after round two's sft and after its recover.
@@ -40,6 +42,7 @@ SETTINGS = {
     "update": ["--update-pairs"],
     "no-retire": ["--no-update-pairs"],
     "no-replay": ["--knowledge-replay", "0"],
+    "chat-mix": ["--mix", "0.3", "--replay", "general+factual"],
 }
 # Round two without retirement: the changed documents' old pairs are carried (and replayed) as if still true.
 NO_RETIRE = ("import sys, rlsd_cli.lineage as lineage; "
@@ -60,8 +63,10 @@ def rlsd(args: list[str], log: Path, threads: int, setting: str = "") -> dict:
 def scores(summary: dict) -> dict:
     round_two = summary["eval_after"].get("qa-company_qa_revision2", {})
     keys = ("accuracy/new", "accuracy/updated", "accuracy/kept", "stale_rate")
-    return {**{k: round_two.get(k) for k in keys}, "ifeval": summary["eval_after"]["ifeval"]["inst_level_loose_acc"],
-            "qa_round_one": summary["eval_after"]["qa"]["accuracy"]}
+    after = summary["eval_after"]
+    return {**{k: round_two.get(k) for k in keys}, "ifeval": after["ifeval"]["inst_level_loose_acc"],
+            "qa_round_one": after["qa"]["accuracy"], "retention": after.get("knowledge", {}).get("retention"),
+            "drift_kl": after.get("drift", {}).get("kl")}
 
 
 def main() -> None:
