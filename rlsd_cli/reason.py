@@ -161,6 +161,9 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
     """GRPOTrainer whose per-token advantages are reweighted by the model shown the reference (RLSD);
     `algo="grpo"` skips the teacher (lam = 0), `algo="opsd"` trains on the reverse KL to the teacher alone."""
 
+    returns_logprobs = True  # GRPOTrainer's _generate_single_turn returns (completion ids, log-probs)
+    drop_finished_rows = True
+
     def __init__(self, *args, algo, teacher, lam, decay_steps, eps_w, eps_low, eps_high, dual_clip, autocast,
                  curriculum, refill_rounds=0, **kwargs):
         self.algo, self.informed_teacher = algo, teacher

@@ -77,3 +77,50 @@ def test_sampling_at_a_tiny_temperature_is_greedy_and_a_seed_repeats(model_and_b
     assert cold == greedy
     assert first == again and first != greedy
 
+
+
+def test_rl_rollouts_that_drop_finished_rows_are_trls_own(tiny_model_dir, tmp_path):
+    """GRPO rollouts through `EvalModeRollouts` (greedy, so both ways draw alike): the same completions as TRL's
+    transformers path, each cut after its first end token, and finished rows leave the batch."""
+    import contextlib
+
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rlsd_cli.teachers import EvalModeRollouts
+
+    class Rollouts(EvalModeRollouts, GRPOTrainer):
+        returns_logprobs = True
+        drop_finished_rows = True
+
+        def autocast(self):
+            return contextlib.nullcontext()
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for weights in model.parameters():
+            weights.normal_(0, 0.02 if weights.dim() > 1 else 1.0)
+    args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=4, num_generations=2,
+                      max_completion_length=10, top_k=1, report_to="none")
+    trainer = Rollouts(model=model, reward_funcs=[lambda completions, **_: [0.0] * len(completions)], args=args,
+                       train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]), processing_class=tokenizer)
+    prompt_ids = [tokenizer(p)["input_ids"] for p in PROMPTS]
+    trainer.drop_finished_rows = False
+    free_run, _ = trainer._generate_single_turn(prompt_ids, None, {}, 1)
+    never = set(free_run[-1])
+    trainer.eos_token_ids = sorted({next(t for t in row[1 + 3 * r:] if t not in never) for r, row in enumerate(free_run[:2])})
+    trainer.generation_config.eos_token_id = trainer.eos_token_ids
+    stock, _ = trainer._generate_single_turn(prompt_ids, None, {}, 1)
+    batch_sizes = []
+    hook = model.register_forward_pre_hook(lambda _m, _a, kw: batch_sizes.append(kw["input_ids"].shape[0]),
+                                           with_kwargs=True)
+    trainer.drop_finished_rows = True
+    try:
+        ours, logprobs = trainer._generate_single_turn(prompt_ids, None, {}, 1)
+    finally:
+        hook.remove()
+    assert ours == stock and logprobs is None
+    assert len({len(row) for row in ours}) > 1 and ours[0][-1] in trainer.eos_token_ids
+    assert batch_sizes[0] == len(PROMPTS) and min(batch_sizes) < len(PROMPTS)
