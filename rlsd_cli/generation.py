@@ -111,6 +111,15 @@ def cache_keyword(model) -> str:
     return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
+# The cache layers whose `batch_select_indices` selects everything they hold. Others (linear attention's
+# recurrent state) keep their rows: their batch decodes to its end, as with `generate`.
+DROPPABLE_CACHE_LAYERS = ("DynamicLayer", "DynamicSlidingWindowLayer", "DummyLayer")
+
+
+def rows_can_leave(cache) -> bool:
+    return all(type(layer).__name__ in DROPPABLE_CACHE_LAYERS for layer in cache.layers)
+
+
 # A batch drops its finished rows once this share of them has finished (each drop copies the key/value cache).
 DROP_FINISHED_SHARE = 0.25
 
@@ -150,7 +159,7 @@ def decode_dropping_finished_rows(model, input_ids, attention_mask, max_new_toke
         finished |= torch.isin(next_tokens, stop.to(next_tokens.device))
         if step == max_new_tokens - 1 or finished.all():
             break
-        if (~finished).sum() <= (1 - DROP_FINISHED_SHARE) * kept_at_last_drop:
+        if (~finished).sum() <= (1 - DROP_FINISHED_SHARE) * kept_at_last_drop and rows_can_leave(cache):
             keep = (~finished).nonzero().squeeze(-1)
             cache.batch_select_indices(keep)
             rows, next_tokens, attention_mask, position_ids = rows[keep.cpu()], next_tokens[keep], attention_mask[keep], position_ids[keep]

@@ -170,8 +170,13 @@ class EvalModeRollouts:
 
     def _plain_text_sampling(self, images, multimodal_fields) -> bool:
         config = self.generation_config
+        # Under FSDP (or ZeRO-3 without gathered weights) every forward pass is collective: ranks that stopped
+        # decoding at different steps would deadlock. transformers' `generate` syncs them (`synced_gpus`).
+        collective_forward = self.accelerator.num_processes > 1 and (
+            self._dist.is_fsdp or (self._dist.is_zero3 and not self.args.ds3_gather_for_generation))
         return (
-            not self.use_vllm
+            not collective_forward
+            and not self.use_vllm
             and not getattr(self, "use_transformers_continuous_batching", False)
             and not multimodal_fields
             and (images is None or all(image is None for image in images))
