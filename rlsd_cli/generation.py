@@ -154,8 +154,9 @@ def decode_dropping_finished_rows(model, input_ids, attention_mask, max_new_toke
             next_tokens = logits.argmax(-1)
         else:
             next_tokens = inverse_cdf_multinomial(torch.softmax(logits / temperature, -1)).squeeze(-1)
-        for row, token in zip(rows.tolist(), next_tokens.tolist(), strict=True):
-            tokens[row].append(token)
+        for row, token, done in zip(rows.tolist(), next_tokens.tolist(), finished.tolist(), strict=True):
+            if not done:
+                tokens[row].append(token)
         finished |= torch.isin(next_tokens, stop.to(next_tokens.device))
         if step == max_new_tokens - 1 or finished.all():
             break
@@ -165,7 +166,7 @@ def decode_dropping_finished_rows(model, input_ids, attention_mask, max_new_toke
             rows, next_tokens, attention_mask, position_ids = rows[keep.cpu()], next_tokens[keep], attention_mask[keep], position_ids[keep]
             finished = finished[keep]
             kept_at_last_drop = len(rows)
-        # A finished row that is still in the batch decodes on; whatever it writes after its stop token is cut.
+        # A finished row still in the batch decodes on until it is dropped; what it writes is not kept.
         step_input = next_tokens[:, None]
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(rows), 1))], dim=-1)
         position_ids = position_ids[:, -1:] + 1
@@ -202,12 +203,9 @@ def generate(
                 )
             for row, index in enumerate(batch):
                 ids = generated[row]
-                finished = False
-                for position, token in enumerate(ids):
-                    if token in stop_ids:
-                        ids = ids[:position]
-                        finished = True
-                        break
+                finished = bool(ids) and ids[-1] in stop_ids
+                if finished:
+                    ids = ids[:-1]
                 results[index] = Completion(
                     text=tokenizer.decode(ids, skip_special_tokens=True).strip(),
                     new_tokens=len(ids) + (1 if finished else 0),

@@ -210,11 +210,9 @@ class EvalModeRollouts:
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
             device = self.accelerator.device
-            rows = decode_dropping_finished_rows(model, input_ids.to(device), attention_mask.to(device),
+            # Each row ends at its first end token, kept, as TRL's own path keeps it.
+            return decode_dropping_finished_rows(model, input_ids.to(device), attention_mask.to(device),
                                                  config.max_new_tokens, self.eos_token_ids, temperature)
-        stops = set(self.eos_token_ids)
-        # Up to and including the first end token, as TRL's own path keeps them.
-        return [row[: next((i + 1 for i, token in enumerate(row) if token in stops), len(row))] for row in rows]
 
 
 class AdapterOffTeacher:
