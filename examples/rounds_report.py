@@ -74,7 +74,8 @@ def main() -> int:
         ("round 1 taught the documents", value(first, "qa", "accuracy") > value(base, "qa", "accuracy")),
         # After the round, not after its sft: the recovered model is the one handed over, and with the chat replay
         # some seeds' sft knew 1 new fact that their recover brought to 2 or 3 (docs/continual.md).
-        ("round 2 taught the new facts (2 of 6 or more after the round)", value(final, ROUND_TWO_QA, "accuracy/new") >= 0.33),
+        ("round 2 taught the new facts (2 of 6 or more after the round)",
+         value(final, ROUND_TWO_QA, "accuracy/new") >= 0.33),
         ("stale answers fell (to 0.2 or less)", value(final, ROUND_TWO_QA, "stale_rate") <= 0.2
          and value(final, ROUND_TWO_QA, "stale_rate") < value(before, ROUND_TWO_QA, "stale_rate")),
         ("unchanged round-one facts kept (90% or more)",
@@ -83,8 +84,9 @@ def main() -> int:
         ("round 2's recover cut the drift from the base by a third or more",
          value(final, "drift", "kl") <= 2 / 3 * value(second, "drift", "kl")),
         # Within 0.1 of the base, not "above round two's sft": on 60 prompts one recipe's seeds differ by up to 0.14,
-        # and one run's recover moved IFEval by -0.01 where others gained 0.04 to 0.07 (docs/continual.md).
-        ("instruction following back near the base (within 0.1) after the round",
+        # and the demo's recover moved it by -0.01 and one seed's by -0.02, where the others gained 0.04 to 0.07
+        # (docs/continual.md).
+        ("instruction following back near the base (at most 0.1 below it) after the round",
          value(final, "ifeval", IFEVAL) >= value(base, "ifeval", IFEVAL) - 0.1),
     ]
     # The targets rlsd works toward (docs/continual.md says where it stands); reported, not gated.
