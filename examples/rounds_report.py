@@ -83,9 +83,9 @@ def main() -> int:
         # What recover repairs is measured best by the drift: every measured round-two recover cut it by 40% or more.
         ("round 2's recover cut the drift from the base by a third or more",
          value(final, "drift", "kl") <= 2 / 3 * value(second, "drift", "kl")),
-        # Within 0.1 of the base, not "above round two's sft": on 60 prompts one recipe's seeds differ by up to 0.14,
-        # and the demo's recover moved it by -0.01 and one seed's by -0.02, where the others gained 0.04 to 0.07
-        # (docs/continual.md).
+        # At most 0.1 below the base, not "above round two's sft": on 60 prompts one recipe's seeds differ by up to
+        # 0.14, and the demo's recover moved it by -0.01 (the earlier recipe's seed 0 by -0.02), where the other
+        # study runs gained 0.04 to 0.07 (docs/continual.md).
         ("instruction following back near the base (at most 0.1 below it) after the round",
          value(final, "ifeval", IFEVAL) >= value(base, "ifeval", IFEVAL) - 0.1),
     ]
