@@ -45,11 +45,16 @@ def shipped_answers(cache_name: str) -> Path:
     return PROMPTS.parent / f"drift_answers-{cache_name}"
 
 
+def answers_cache(base_hash: str) -> Path:
+    """Where a base's drift answers are cached: named by its weights, the prompts and the answer length."""
+    digest = hashlib.sha256(PROMPTS.read_bytes()).hexdigest()[:8]
+    return Path(env.rlsd_home()) / "drift" / f"{base_hash[:16]}-{digest}-{ANSWER_TOKENS}.jsonl"
+
+
 def base_answers(loaded, base_hash: str) -> list[dict[str, Any]]:
     """The base model's greedy answers to the drift prompts, generated once per base (adapter off) and cached."""
     prompts = drift_prompts()
-    digest = hashlib.sha256(PROMPTS.read_bytes()).hexdigest()[:8]
-    cache = Path(env.rlsd_home()) / "drift" / f"{base_hash[:16]}-{digest}-{ANSWER_TOKENS}.jsonl"
+    cache = answers_cache(base_hash)
     seed_cache(cache, shipped_answers(cache.name))
     if cache.is_file():
         return [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]

@@ -5,7 +5,6 @@ by every training verb unless --no-forgetting."""
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -69,8 +68,7 @@ def test_the_embedded_models_drift_answers_ship_for_the_current_prompts(smollm_d
     from rlsd_cli.model import weights_hash
 
     monkeypatch.setenv("RLSD_HOME", str(tmp_path))
-    digest = hashlib.sha256(drift.PROMPTS.read_bytes()).hexdigest()[:8]
-    shipped = drift.shipped_answers(f"{weights_hash(smollm_dir)[:16]}-{digest}-{drift.ANSWER_TOKENS}.jsonl")
+    shipped = drift.shipped_answers(drift.answers_cache(weights_hash(smollm_dir)).name)
     assert shipped.is_file(), f"no shipped drift answers named {shipped.name}"
     rows = drift.base_answers(None, weights_hash(smollm_dir))  # no model: only the shipped file can answer
     assert [(r["id"], r["prompt"]) for r in rows] == [(p["id"], p["prompt"]) for p in drift.drift_prompts()]
@@ -84,21 +82,21 @@ def test_retention_counts_only_what_the_base_answered_right():
     assert retention([{"id": 0, "verdict": {"correct": False}}], run, "id") == {}
 
 
-def _answers_for_the_tiny_base(tiny_model_dir, home: Path) -> None:
+def _answers_for_the_tiny_base(tiny_model_dir, home: Path, monkeypatch) -> None:
     """The tiny random model's greedy first token is a near-tie of almost equal logits; on some CPU kinds it is the
     end token for every prompt, leaving no answer token to score. Its cached answers are fixed here instead, so the
     test measures drift, not that near-tie."""
     from rlsd_cli.model import weights_hash
 
-    digest = hashlib.sha256(drift.PROMPTS.read_bytes()).hexdigest()[:8]
-    cache = home / "drift" / f"{weights_hash(tiny_model_dir)[:16]}-{digest}-{drift.ANSWER_TOKENS}.jsonl"
+    monkeypatch.setenv("RLSD_HOME", str(home))
+    cache = drift.answers_cache(weights_hash(tiny_model_dir))
     cache.parent.mkdir(parents=True)
     cache.write_text("".join(json.dumps({**p, "answer": f"Here is a short answer to: {p['prompt'][:40]}"}) + "\n"
                              for p in drift.drift_prompts()))
 
 
-def test_drift_is_zero_for_the_base_and_grows_with_the_adapter(tiny_model_dir, tmp_path):
-    _answers_for_the_tiny_base(tiny_model_dir, tmp_path / "home")
+def test_drift_is_zero_for_the_base_and_grows_with_the_adapter(tiny_model_dir, tmp_path, monkeypatch):
+    _answers_for_the_tiny_base(tiny_model_dir, tmp_path / "home", monkeypatch)
     base = run_cli("eval", "drift", "--model", str(tiny_model_dir), "--json", env_extra={"RLSD_HOME": str(tmp_path / "home")})
     assert base.returncode == 0, base.stderr
     assert json.loads(base.stdout)["metrics"] == {"kl": 0.0, "early_divergence": 0.0}
