@@ -689,6 +689,8 @@ def eval_drift(
     report = run_drift(model, quant=quant, use_cache=not no_cache)
     verdict = threshold_verdict(report, None, metric, max_score)
     if verdict is not None:
+        if report.get("scored_answers") == 0:  # nothing measured cannot pass a gate
+            verdict = {**verdict, "passed": False, "reason": "no base answer had a token to score"}
         report["threshold"] = verdict
     _print_report(report, _json(json_out))
     _state["reported"] = True

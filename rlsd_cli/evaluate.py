@@ -346,6 +346,8 @@ def threshold_verdict(report: dict[str, Any], min_score: float | None, metric: s
 def enforce_threshold(verdict: dict[str, Any] | None, suite: str) -> None:
     if verdict is None or verdict["passed"]:
         return
+    if "reason" in verdict:
+        raise ThresholdNotMet(f"{suite} {verdict['metric']}: {verdict['reason']}, so the gate cannot pass")
     if "min_score" in verdict:
         raise ThresholdNotMet(f"{suite} {verdict['metric']} = {verdict['value']:.4f} is below --min-score {verdict['min_score']}")
     raise ThresholdNotMet(f"{suite} {verdict['metric']} = {verdict['value']:.4f} is above --max-score {verdict['max_score']}")

@@ -112,6 +112,7 @@ def test_drift_is_zero_for_the_base_and_grows_with_the_adapter(tiny_model_dir, t
     assert set(summary["eval_after"]["knowledge"]) <= {"accuracy", "retention"}
     report = json.loads((runs / "a" / "evals" / "drift.json").read_text())
     assert report["metrics"]["kl"] == pytest.approx(after["kl"]) and len(report["metrics"]) > 2  # per category too
+    assert report["scored_answers"] == len(drift.drift_prompts())
     assert (runs / "a" / "evals" / "knowledge.json").is_file()
     # the base's answers are cached: the CLI reuses the run's report, and the gate reads it
     gate = run_cli("eval", "drift", "--model", str(runs / "a"), "--max-score", str(after["kl"] / 2), "--json",
@@ -157,3 +158,23 @@ def test_drift_matches_a_direct_kl_computation(tiny_model_dir, tmp_path, monkeyp
         tokens += len(answer)
     assert metrics["kl"] == pytest.approx(total / tokens, rel=1e-3)
     assert [r["tokens"] for r in rows] == [len(tok(a["answer"], add_special_tokens=False)["input_ids"]) for a in answers]
+
+
+def test_drift_says_when_no_base_answer_could_be_scored(tiny_model_dir, tmp_path, monkeypatch):
+    """Empty base answers leave no token to score: the report says so and a gate fails rather than reading KL 0."""
+    from rlsd_cli.model import weights_hash
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("RLSD_HOME", str(home))
+    cache = drift.answers_cache(weights_hash(tiny_model_dir))
+    cache.parent.mkdir(parents=True)
+    cache.write_text("".join(json.dumps({**p, "answer": ""}) + "\n" for p in drift.drift_prompts()))
+    runs = tmp_path / "runs"
+    trained = run_cli("sft", str(DOCS), "--model", str(tiny_model_dir), *TINY_SFT, "--runs-dir", str(runs), "--name", "a",
+                      "--no-forgetting", env_extra={"RLSD_HOME": str(home)})
+    assert trained.returncode == 0, trained.stderr
+    gate = run_cli("eval", "drift", "--model", str(runs / "a"), "--max-score", "1", "--json", env_extra={"RLSD_HOME": str(home)})
+    assert gate.returncode == 3, gate.stderr
+    report = json.loads(gate.stdout)
+    assert report["scored_answers"] == 0 and report["threshold"]["passed"] is False
+    assert "no token was scored" in gate.stderr and "no base answer had a token to score" in gate.stderr
