@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import gather_object
+from accelerate.utils import gather_object, is_peft_model
 from datasets import Dataset
 from peft.utils import set_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import add_fused_lm_head
 
 from .chat_format import left_padding
 from .configs import ReasonConfig
@@ -165,7 +166,7 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
     drop_finished_rows = True
 
     def __init__(self, *args, algo, teacher, lam, decay_steps, eps_w, eps_low, eps_high, dual_clip, autocast,
-                 curriculum, refill_rounds=0, **kwargs):
+                 curriculum, refill_rounds=0, fp32_head=False, **kwargs):
         self.algo, self.informed_teacher = algo, teacher
         self.curriculum, self.refill_rounds = curriculum, refill_rounds
         self.lam, self.decay_steps, self.eps_w = lam, decay_steps, eps_w
@@ -173,9 +174,23 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         self.autocast = autocast
         self._rewards = None
         super().__init__(*args, **kwargs)
+        if fp32_head:
+            self._score_student_with_fp32_head()
         if self.accelerator.num_processes > 1:
             # A refill would have to move rows between processes to keep whole groups on each; not done (yet).
             self.refill_rounds = 0
+
+    def _score_student_with_fp32_head(self):
+        """Under autocast, TRL's fused LM head scores the student in bf16 while the informed teacher's head runs in
+        fp32 (`teachers.logps_from_hidden`), so delta = log pi_T - log pi_S took the head's rounding: mean |error|
+        0.023 nats per token on the embedded model, 0.014 with both heads in fp32, where the bf16 backbone's own
+        floor is 0.012 (docs/reason.md). TRL's `cast_lm_head_to_fp32` would do this, but in TRL 1.16 it fails on a
+        PEFT model with tied embeddings (it looks up `model.model.embed_tokens` on the PeftModel); only its fused
+        head's fp32 switch is needed, so the head TRL added is replaced by the same one in fp32. Sampling keeps the
+        autocast head."""
+        base = self.model.get_base_model() if is_peft_model(self.model) else self.model
+        base.__dict__.pop("forward", None)  # the fused forward TRL set on the instance; the class's is underneath
+        add_fused_lm_head(base, temperature=self.temperature, cast_lm_head_to_fp32=True, outputs=("log_probs", "entropy"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Trainer restores only the trained adapter; the frozen teacher snapshot (which PEFT saves beside it in the
@@ -419,6 +434,7 @@ class ReasonRecipe(TrainingRecipe):
             algo=config.algo, teacher=self.teacher, lam=config.lam, decay_steps=config.lambda_decay_steps,
             eps_w=config.eps_w, eps_low=config.eps_low, eps_high=config.eps_high, dual_clip=config.dual_clip,
             autocast=loaded.autocast, curriculum=self.curriculum, refill_rounds=config.dynamic_sampling,
+            fp32_head=loaded.precision.autocast_dtype is not None,
         )
 
     def describe(self, trainer) -> str:

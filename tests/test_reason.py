@@ -105,6 +105,42 @@ def test_adapter_copy_makes_the_teacher_adapter_equal_to_the_student(tiny_model_
     assert not any(p.requires_grad for n, p in model.named_parameters() if "informed_teacher" in n)
 
 
+def test_under_autocast_the_student_is_scored_with_an_fp32_head_like_the_teacher(tiny_model_dir):
+    """delta = log pi_T - log pi_S: the teacher's LM head runs in fp32, so the student's must too, or delta carries
+    the bf16 head's rounding. TRL's fused head is put back in fp32; its log-probs then match an fp32 projection of
+    the same backbone output (and a bf16 projection's do not)."""
+    from types import SimpleNamespace
+
+    from trl.trainer.utils import add_fused_lm_head
+
+    from rlsd_cli.model import LoraSettings, load_model
+    from rlsd_cli.reason import SelfDistilledGRPOTrainer
+
+    loaded = load_model(str(tiny_model_dir), quant="fp32", lora=LoraSettings(r=4, alpha=8, dropout=0.0), trainable=True)
+    model, base = loaded.model, loaded.model.get_base_model()
+    base.lm_head.weight.data.mul_(40)  # logits of the size a trained model has, where bf16 rounds by ~0.1
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12]])
+    mask = torch.ones_like(ids)
+    labels = ids.clone()
+    labels[:, :4] = -100
+    temperature = 0.7
+
+    def scored():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True).log_probs[0, 3:].float()
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = base.model(input_ids=ids, attention_mask=mask).last_hidden_state[0, 3:-1].float()
+    logits = hidden @ base.lm_head.weight.float().T / temperature
+    expected = torch.log_softmax(logits, -1).gather(-1, ids[0, 4:, None]).squeeze(-1)
+
+    add_fused_lm_head(base, temperature=temperature, outputs=("log_probs", "entropy"))  # as GRPOTrainer does
+    assert (scored() - expected).abs().max() > 1e-3
+    SelfDistilledGRPOTrainer._score_student_with_fp32_head(SimpleNamespace(model=model, temperature=temperature))
+    assert torch.allclose(scored(), expected, atol=1e-4)
+    assert model(input_ids=ids).logits.shape[-1] == base.lm_head.weight.shape[0]  # generation's forward is untouched
+
+
 @pytest.fixture(scope="module")
 def math_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("math") / "arith"
