@@ -183,8 +183,8 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
     def _score_student_with_fp32_head(self):
         """Under autocast, TRL's fused LM head scores the student in bf16 while the informed teacher's head runs in
         fp32 (`teachers.logps_from_hidden`), so delta = log pi_T - log pi_S took the head's rounding: mean |error|
-        0.023 nats per token on the embedded model, 0.014 with both heads in fp32, where the bf16 backbone's own
-        floor is 0.012 (docs/reason.md). TRL's `cast_lm_head_to_fp32` would do this, but in TRL 1.16 it fails on a
+        0.019 nats per token on the embedded model, 0.014 with both heads in fp32, where the bf16 backbone's own
+        floor is 0.012 (benchmarks/reason_head_precision.py). TRL's `cast_lm_head_to_fp32` would do this, but in TRL 1.16 it fails on a
         PEFT model with tied embeddings (it looks up `model.model.embed_tokens` on the PeftModel); only its fused
         head's fp32 switch is needed, so the head TRL added is replaced by the same one in fp32. Sampling keeps the
         autocast head."""
