@@ -33,8 +33,9 @@ def plot_series(series: dict[str, list[tuple[float, float]]], target: Path, titl
 
 
 def plot_series_grid(grid: dict[str, dict[str, list[tuple[float, float]]]], target: Path, title: str | None = None,
-                     ylabel: str | None = None) -> Path | None:
-    """Panels (title -> {label: [(step, value)]}) in a grid of at most 3 columns, written atomically."""
+                     ylabel: str | None = None, xlabels: dict[str, str] | None = None) -> Path | None:
+    """Panels (title -> {label: [(step, value)]}) in a grid of at most 3 columns, written atomically; the x axis is
+    "step" unless `xlabels` names another for a panel."""
     from .distributed import is_main_process
 
     if not is_main_process():
@@ -54,7 +55,7 @@ def plot_series_grid(grid: dict[str, dict[str, list[tuple[float, float]]]], targ
     for ax, (name, series) in zip(axes.flat, grid.items(), strict=False):
         for label, points in series.items():
             ax.plot([p[0] for p in points], [p[1] for p in points], label=label, marker="o" if len(points) < 12 else None)
-        ax.set_xlabel("step")
+        ax.set_xlabel((xlabels or {}).get(name, "step"))
         ax.set_ylabel(ylabel or (next(iter(series)) if len(series) == 1 else "value"))
         if len(series) > 1:
             ax.legend(fontsize=8)
