@@ -65,7 +65,8 @@ def main() -> None:
     length = completion.size(1)
     labels = ids.masked_fill(mask == 0, -100)
     labels[:, :-length] = -100
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # no adapter here: the base weights
+    # Loaded without an adapter: at step 0 reason's zero-initialised LoRA gives these same log-probs.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
 
     with torch.no_grad():
         teacher_path = shared_prefix_completion_logps(model, prompt_ids, prompt_mask, completion, completion_mask,

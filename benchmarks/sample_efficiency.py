@@ -3,10 +3,12 @@
 GRPO's final accuracy (target: half).
 
 Where per-token credit should matter (issue: multi-step problems, longer completions, no wasted groups), as
-measured on 2026-12-07 (docs/reason.md; about 75 minutes on 2 cores for the nine runs):
+measured on 2026-12-07 (docs/reason.md; 98 minutes on 2 cores for eight runs):
 
     python benchmarks/sample_efficiency.py --runs bench-multistep --problem-steps 3 --max-new-tokens 128 --steps 16 \
-        --lr 5e-4 --variants rlsd grpo "rlsd-wide=rlsd:--eps-w 0.6 --lambda 1.0"
+        --lr 5e-4 --variants rlsd grpo
+    python benchmarks/sample_efficiency.py --runs bench-multistep --problem-steps 3 --max-new-tokens 128 --steps 16 \
+        --lr 5e-4 --variants rlsd grpo "rlsd-wide=rlsd:--eps-w 0.6 --lambda 1.0" --seeds 0 1
 
 Every run samples with dynamic sampling and the pass-rate curriculum on (`rlsd reason`'s defaults), so the runs
 of one seed do not see the same rollouts count: the rollouts axis (completions generated, refills included) is

@@ -156,8 +156,8 @@ def run_drift(model: str, quant: str = "auto", use_cache: bool = True, loaded: L
             say(f"drift: warning: the base model's answers to all {len(answers)} prompts were empty, so no token "
                 f"was scored and the KL of 0 means nothing; see {answers_cache(base_hash)}")
     report = {"suite": "drift", "model": model, "n": len(drift_prompts()), "metrics": metrics, "primary_metric": "kl",
-              # answers with at least one token (all of them for a base model, which is not scored)
-              "scored_answers": len(rows) if resolved.adapter_path is not None else len(drift_prompts()),
+              # None for a base model: its KL to itself is 0 by definition, not for want of tokens to score
+              "scored_answers": len(rows) if resolved.adapter_path is not None else None,
               "base_model": resolved.base, "weights_sha256": base_hash, "adapter_sha256": adapter_hash(resolved),
               "precision": asdict(precision), "seconds": round(time.perf_counter() - started, 1),
               "base_answers_seconds": round(answers_seconds, 1),  # 0 when the base's answers were cached

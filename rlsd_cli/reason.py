@@ -184,12 +184,11 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         """Under autocast, TRL's fused LM head scores the student in bf16 while the informed teacher's head runs in
         fp32 (`teachers.logps_from_hidden`), so delta = log pi_T - log pi_S took the head's rounding: mean |error|
         0.019 nats per token on the embedded model, 0.014 with both heads in fp32, where the bf16 backbone's own
-        floor is 0.012 (benchmarks/reason_head_precision.py). TRL's `cast_lm_head_to_fp32` would do this, but in TRL 1.16 it fails on a
-        PEFT model with tied embeddings (it looks up `model.model.embed_tokens` on the PeftModel); only its fused
-        head's fp32 switch is needed, so the head TRL added is replaced by the same one in fp32. Sampling keeps the
-        autocast head."""
+        floor is 0.012 (benchmarks/reason_head_precision.py). TRL's `cast_lm_head_to_fp32` would do this, but in
+        TRL 1.16 it fails on a PEFT model with tied embeddings (it looks up `model.model.embed_tokens` on the
+        PeftModel). So the fused head is added again in fp32, over TRL's: a call with `fused_lm_head=True` stops at
+        the outer one, and any other call passes through to the forward underneath, so sampling keeps its head."""
         base = self.model.get_base_model() if is_peft_model(self.model) else self.model
-        base.__dict__.pop("forward", None)  # the fused forward TRL set on the instance; the class's is underneath
         add_fused_lm_head(base, temperature=self.temperature, cast_lm_head_to_fp32=True, outputs=("log_probs", "entropy"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
