@@ -166,7 +166,7 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
     drop_finished_rows = True
 
     def __init__(self, *args, algo, teacher, lam, decay_steps, eps_w, eps_low, eps_high, dual_clip, autocast,
-                 curriculum, refill_rounds=0, fp32_head=False, **kwargs):
+                 curriculum, refill_rounds=0, **kwargs):
         self.algo, self.informed_teacher = algo, teacher
         self.curriculum, self.refill_rounds = curriculum, refill_rounds
         self.lam, self.decay_steps, self.eps_w = lam, decay_steps, eps_w
@@ -174,8 +174,7 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         self.autocast = autocast
         self._rewards = None
         super().__init__(*args, **kwargs)
-        if fp32_head:
-            self._score_student_with_fp32_head()
+        self._score_student_with_fp32_head()
         if self.accelerator.num_processes > 1:
             # A refill would have to move rows between processes to keep whole groups on each; not done (yet).
             self.refill_rounds = 0
@@ -187,7 +186,9 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         floor is 0.012 (benchmarks/reason_head_precision.py). TRL's `cast_lm_head_to_fp32` would do this, but in
         TRL 1.16 it fails on a PEFT model with tied embeddings (it looks up `model.model.embed_tokens` on the
         PeftModel). So the fused head is added again in fp32, over TRL's: a call with `fused_lm_head=True` stops at
-        the outer one, and any other call passes through to the forward underneath, so sampling keeps its head."""
+        the outer one, and any other call passes through to the forward underneath, so sampling keeps its head.
+        Without autocast the fp32 head is what TRL's already was, so it is added whatever the precision: one code
+        path, which the tiny-model tests run on every CPU."""
         base = self.model.get_base_model() if is_peft_model(self.model) else self.model
         add_fused_lm_head(base, temperature=self.temperature, cast_lm_head_to_fp32=True, outputs=("log_probs", "entropy"))
 
@@ -433,7 +434,6 @@ class ReasonRecipe(TrainingRecipe):
             algo=config.algo, teacher=self.teacher, lam=config.lam, decay_steps=config.lambda_decay_steps,
             eps_w=config.eps_w, eps_low=config.eps_low, eps_high=config.eps_high, dual_clip=config.dual_clip,
             autocast=loaded.autocast, curriculum=self.curriculum, refill_rounds=config.dynamic_sampling,
-            fp32_head=loaded.precision.autocast_dtype is not None,
         )
 
     def describe(self, trainer) -> str:
