@@ -96,7 +96,8 @@ def adapter_hash(resolved: ResolvedModel) -> str | None:
     if resolved.adapter_path is None:
         return None
     digest = hashlib.sha256()
-    for file in sorted(resolved.adapter_path.glob("*.safetensors")):
+    # The config too: its lora_alpha scales the weights, so an edited alpha is a different model.
+    for file in sorted([*resolved.adapter_path.glob("*.safetensors"), *resolved.adapter_path.glob("adapter_config.json")]):
         digest.update(_sha256_file(file).encode())
     return digest.hexdigest()
 
