@@ -203,3 +203,32 @@ def test_a_model_with_its_own_code_loads_only_with_the_explicit_flag(tiny_model_
     assert len(refused.stderr.strip().splitlines()) == 1 and not marker.exists()
     allowed = run_cli("--trust-remote-code", "chat", "-p", "hi", "--max-new-tokens", "1", "--model", str(folder))
     assert marker.exists(), allowed.stderr  # the folder's code ran, as asked
+
+
+def test_greedy_decoding_stays_fp32_on_a_model_trained_under_bf16_mixed_precision(tiny_model_dir, monkeypatch):
+    """Trainer(bf16=True) has Accelerate wrap the model's forward in bf16 autocast, and the wrapper outlives training;
+    a run's closing evaluation must decode greedily in fp32 as `rlsd eval` of the saved run does."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    monkeypatch.setattr(model_module, "cpu_has_fast_bf16", lambda: True)
+    loaded = load_model(str(tiny_model_dir), lora=LoraSettings(r=4, dropout=0.0), trainable=True)
+    assert loaded.precision.autocast_dtype == "bfloat16"
+    for name, param in loaded.model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)
+    inputs = loaded.tokenizer(["The capital of France is", "Two plus two"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        fp32 = loaded.model(**inputs).logits
+    try:
+        Accelerator(mixed_precision="bf16", cpu=True).prepare_model(loaded.model)
+        with torch.no_grad():
+            wrapped = loaded.model(**inputs).logits
+        assert not torch.allclose(wrapped, fp32, atol=1e-4)  # the wrapper computes in bf16
+        with torch.no_grad(), loaded.autocast(greedy=True):
+            greedy = loaded.model(**inputs).logits
+        assert torch.equal(greedy, fp32)
+        with torch.no_grad():  # and training keeps its mixed precision afterwards
+            assert torch.equal(loaded.model(**inputs).logits, wrapped)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
