@@ -117,14 +117,17 @@ def test_run_reports_live_in_the_run_and_compare_makes_a_table_and_chart(home, t
     run_report = run_eval(_config(run.path))
     assert Path(run_report["report_path"]) == run.path / "evals" / "qa.json"
     assert run_report["adapter_sha256"] and base_report["adapter_sha256"] is None
+    saved_adapter_hash = run_report["adapter_sha256"]
     # lora_alpha scales the adapter: a run whose config was edited is scored again, not read from the cache.
     config_file = run.path / "adapter" / "adapter_config.json"
-    adapter_config = json.loads(config_file.read_text())
+    saved_config = config_file.read_text()
+    adapter_config = json.loads(saved_config)
     config_file.write_text(json.dumps({**adapter_config, "lora_alpha": adapter_config["lora_alpha"] * 2}))
     rescaled = run_eval(_config(run.path))
     assert not rescaled["cached"] and rescaled["adapter_sha256"] != run_report["adapter_sha256"]
-    config_file.write_text(json.dumps(adapter_config))
+    config_file.write_text(saved_config)
     run_report = run_eval(_config(run.path))
+    assert run_report["adapter_sha256"] == saved_adapter_hash
 
     result = compare([str(tiny_model_dir), str(run.path)])
     (row,) = result["rows"]

@@ -209,7 +209,7 @@ def test_greedy_decoding_stays_fp32_on_a_model_trained_under_bf16_mixed_precisio
     """Trainer(bf16=True) has Accelerate wrap the model's forward in bf16 autocast, and the wrapper outlives training;
     a run's closing evaluation must decode greedily in fp32 as `rlsd eval` of the saved run does."""
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
+    from accelerate.state import AcceleratorState, GradientState
 
     monkeypatch.setattr(model_module, "cpu_has_fast_bf16", lambda: True)
     loaded = load_model(str(tiny_model_dir), lora=LoraSettings(r=4, dropout=0.0), trainable=True)
@@ -232,3 +232,4 @@ def test_greedy_decoding_stays_fp32_on_a_model_trained_under_bf16_mixed_precisio
             assert torch.equal(loaded.model(**inputs).logits, wrapped)
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
