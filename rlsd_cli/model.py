@@ -587,15 +587,16 @@ def _greedy_precision(model, context):
     fp32: 28 of 157 knowledge answers differed. The wrapper keeps the original as `_original_forward` (accelerate's
     `prepare_model`; its `extract_model_from_parallel(keep_fp32_wrapper=False)` removes it for good)."""
     original = model.__dict__.get("_original_forward")
-    wrapped = model.__dict__.get("forward")
-    if original is not None and wrapped is not None:
-        model.forward = original
+    if original is None:  # never prepared by Accelerate, or not for mixed precision
+        with context:
+            yield
+        return
+    wrapped, model.forward = model.forward, original
     try:
         with context:
             yield
     finally:
-        if original is not None and wrapped is not None:
-            model.forward = wrapped
+        model.forward = wrapped
 
 
 @dataclass
