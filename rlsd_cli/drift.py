@@ -27,7 +27,7 @@ from .chat_format import render_prompt
 from .console import say
 from .evaluate import adapter_hash, cache_key, cached_report, reports_dir, write_report
 from .fsutil import atomic_write_text, seed_cache
-from .generation import GenerationSettings, generate
+from .generation import GenerationSettings, generate, teacher_forced_batches
 from .model import LoadedModel, choose_precision, resolve_model, weights_hash
 from .suites.base import read_jsonl
 
@@ -80,27 +80,14 @@ def drift_metrics(loaded, answers: list[dict[str, Any]], batch_size: int = 16) -
         answer = tokenizer(row["answer"], add_special_tokens=False)["input_ids"]
         if answer:
             examples.append((row, prompt, answer))
-    # Similar lengths batched together, left-padded so every answer ends at the last position: logits are computed
-    # for the answer positions only (the vocabulary projection of the prompt positions was a fifth of the work).
-    examples.sort(key=lambda e: len(e[1]) + len(e[2]))
     per_row = []
-    for start in range(0, len(examples), batch_size):
-        batch = examples[start : start + batch_size]
-        width = max(len(p) + len(a) for _, p, a in batch)
-        keep = max(len(a) for _, _, a in batch) + 1
-        pad = tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(p) - len(a)) + p + a for _, p, a in batch], device=loaded.device)
-        mask = torch.tensor([[0] * (width - len(p) - len(a)) + [1] * (len(p) + len(a)) for _, p, a in batch], device=loaded.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "logits_to_keep": keep}
+    for batch, inputs, spans in teacher_forced_batches(loaded, [(p, a) for _, p, a in examples], batch_size):
         with torch.no_grad(), loaded.autocast(greedy=True):
             run_logits = loaded.model(**inputs).logits
             with loaded.model.disable_adapter():
                 base_logits = loaded.model(**inputs).logits
-        for i, (row, _, answer) in enumerate(batch):
-            # The last `keep` positions are kept; position t predicts token t + 1, so the answer's predictions are
-            # the `len(answer)` positions before the last one.
-            span = slice(keep - 1 - len(answer), keep - 1)
+        for i, (index, span) in enumerate(zip(batch, spans, strict=True)):
+            row, _, answer = examples[index]
             base_logp = torch.log_softmax(base_logits[i, span].float(), -1)
             run_logp = torch.log_softmax(run_logits[i, span].float(), -1)
             kl = (base_logp.exp() * (base_logp - run_logp)).sum(-1)

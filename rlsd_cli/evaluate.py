@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, env
+from .chat_format import render_prompt
 from .console import say
 from .errors import BadInputError, ThresholdNotMet
 from .fsutil import atomic_write_json, atomic_write_text
-from .generation import GenerationSettings, generate
+from .generation import GenerationSettings, generate, teacher_forced_batches
 from .model import DEFAULT_MODEL, ResolvedModel, choose_precision, resolve_model, weights_hash
 from .suites import Item, Suite, get_suite
 from .suites.base import read_jsonl
@@ -211,7 +212,7 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
         "prompts": hashlib.sha256(json.dumps([i.messages for i in items]).encode()).hexdigest(),
         "params": {k: params[k] for k in ("max_new_tokens", "temperature")},
         "precision": asdict(precision),
-    })
+    } | ({"fact_retention": SURE_GAP} if suite.relative_to_base else {}))
     folder = reports_dir(resolved)
     report_name = config.report_name or suite.name
     previous = cached_report(folder / f"{report_name}.json", key) if config.use_cache else None
@@ -255,7 +256,7 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
 
 def _retention(config: EvalConfig, loaded, suite: Suite, rows: list[dict[str, Any]]) -> dict[str, float]:
     """`retention`: of the items the run's base model answers right (scored with the adapter switched off, and
-    cached as the base's own report), the share the run still answers right."""
+    cached as the base's own report), the share the run still answers right; and `fact_retention` (below)."""
     from dataclasses import replace
 
     from .model import LoadedModel
@@ -265,7 +266,7 @@ def _retention(config: EvalConfig, loaded, suite: Suite, rows: list[dict[str, An
     with loaded.model.disable_adapter():
         run_eval(replace(config, model=base.spec, min_score=None, max_score=None, out=None), loaded=view)
     base_rows = [record for _, record in read_jsonl(reports_dir(base) / f"{config.report_name or suite.name}.jsonl")]
-    return retention(base_rows, rows, suite.key_field)
+    return retention(base_rows, rows, suite.key_field) | fact_retention(loaded, base_rows, rows, suite.key_field)
 
 
 def retention(base_rows: list[dict[str, Any]], rows: list[dict[str, Any]], key_field: str) -> dict[str, float]:
@@ -273,6 +274,54 @@ def retention(base_rows: list[dict[str, Any]], rows: list[dict[str, Any]], key_f
     right = {str(r[key_field]) for r in base_rows if r["verdict"]["correct"]}
     kept = [r["verdict"]["correct"] for r in rows if str(r[key_field]) in right]
     return {"retention": sum(kept) / len(kept)} if kept else {}
+
+
+# The base states a fact surely when, where its right answer's matched alias begins, its top token leads the second
+# by this many nats. Below it a fact is a near-tie that flips without any forgetting (docs/forgetting.md).
+SURE_GAP = 1.0
+
+
+def fact_retention(loaded, base_rows: list[dict[str, Any]], rows: list[dict[str, Any]], key_field: str,
+                   sure_gap: float = SURE_GAP) -> dict[str, float]:
+    """`fact_retention`: of the facts the base states surely in its right answers, the share the run still puts
+    first, given the base's own words up to the fact ("Paris" after "The capital of France is"). Both are read
+    from one teacher-forced pass per batch, adapter on and off. `retention` compares greedy strings, so a run that
+    words an answer differently loses it though it still knows the fact: a tenth of a recovered adapter lost 9 of
+    the base's 79 right answers and none of its 60 sure facts. Each of the run's scored rows gets a `fact` field."""
+    import torch
+
+    tokenizer = loaded.tokenizer
+    if not getattr(tokenizer, "is_fast", False):
+        return {}  # the matched alias is found through character offsets, which only fast tokenizers give
+    examples, facts = [], []
+    for row in base_rows:
+        matched = row["verdict"].get("matched")
+        at = row["response"].lower().find(str(matched).lower()) if row["verdict"]["correct"] and matched else -1
+        if at < 0:
+            continue
+        answer = tokenizer(row["response"], add_special_tokens=False, return_offsets_mapping=True)
+        token = next(i for i, (_, end) in enumerate(answer["offset_mapping"]) if end > at)
+        prompt = tokenizer(render_prompt(tokenizer, [{"role": "user", "content": row["prompt"]}]), add_special_tokens=False)
+        examples.append((prompt["input_ids"], answer["input_ids"][: token + 1]))  # what follows the fact is not read
+        facts.append((str(row[key_field]), token))
+    verdicts = {}
+    for batch, inputs, spans in teacher_forced_batches(loaded, examples):
+        with torch.no_grad(), loaded.autocast(greedy=True):
+            run_logits = loaded.model(**inputs).logits
+            with loaded.model.disable_adapter():
+                base_logits = loaded.model(**inputs).logits
+        for i, (index, span) in enumerate(zip(batch, spans, strict=True)):
+            key, token = facts[index]
+            said = examples[index][1][token]
+            top = torch.log_softmax(base_logits[i, span.start + token].float(), -1).topk(2)
+            gap = float(top.values[0] - top.values[1])
+            verdicts[key] = {"base_gap": round(gap, 4), "sure": int(top.indices[0]) == said and gap >= sure_gap,
+                             "kept": int(run_logits[i, span.start + token].argmax()) == said}
+    for row in rows:
+        if str(row[key_field]) in verdicts:
+            row["fact"] = verdicts[str(row[key_field])]
+    sure = [v["kept"] for v in verdicts.values() if v["sure"]]
+    return {"fact_retention": sum(sure) / len(sure)} if sure else {}
 
 
 def score_in_memory(config: EvalConfig, loaded) -> dict[str, Any]:

@@ -217,3 +217,28 @@ def generate(
         model.train()
     stats = GenerationStats(items=len(prompts), new_tokens=new_tokens, seconds=time.perf_counter() - started)
     return [r for r in results if r is not None], stats
+
+
+def teacher_forced_batches(loaded, examples: Sequence[tuple[list[int], list[int]]], batch_size: int = 16):
+    """Batches for scoring given answers in one forward pass each (drift, fact retention): `examples` are
+    (prompt ids, answer ids). Similar lengths go together, left-padded so every answer ends at the last position,
+    and logits are kept for the answer positions only (the vocabulary projection of the prompt positions was a
+    fifth of the work). Yields the batch's indices into `examples`, the model's inputs, and per row the slice of
+    the kept logits that predicts its answer's tokens, one position per answer token."""
+    import torch
+
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]) + len(examples[i][1]))
+    pad = loaded.tokenizer.pad_token_id
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        width = max(len(examples[i][0]) + len(examples[i][1]) for i in batch)
+        keep = max(len(examples[i][1]) for i in batch) + 1
+        ids = torch.tensor([[pad] * (width - len(p) - len(a)) + p + a for p, a in (examples[i] for i in batch)],
+                           device=loaded.device)
+        mask = torch.tensor([[0] * (width - len(p) - len(a)) + [1] * (len(p) + len(a)) for p, a in (examples[i] for i in batch)],
+                            device=loaded.device)
+        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+                  "logits_to_keep": keep}
+        # The last `keep` positions are kept; position t predicts token t + 1, so an answer's predictions are the
+        # `len(answer)` positions before the last one.
+        yield batch, inputs, [slice(keep - 1 - len(examples[i][1]), keep - 1) for i in batch]

@@ -334,7 +334,7 @@ def eval_row(scores: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 
 # What a training summary shows of the forgetting measures; their reports hold the per-category figures too.
-FORGETTING_SUMMARY = {"knowledge": ("accuracy", "retention"), "drift": ("kl", "early_divergence")}
+FORGETTING_SUMMARY = {"knowledge": ("accuracy", "retention", "fact_retention"), "drift": ("kl", "early_divergence")}
 
 
 def score(eval_configs: dict[str, EvalConfig], loaded: LoadedModel, spec: str, adapter_off: bool = False,

@@ -109,7 +109,7 @@ def test_drift_is_zero_for_the_base_and_grows_with_the_adapter(tiny_model_dir, t
     assert summary["eval_before"]["drift"] == {"kl": 0.0, "early_divergence": 0.0}
     after = summary["eval_after"]["drift"]
     assert after["kl"] > 0 and 0 <= after["early_divergence"] <= 1
-    assert set(summary["eval_after"]["knowledge"]) <= {"accuracy", "retention"}
+    assert set(summary["eval_after"]["knowledge"]) <= {"accuracy", "retention", "fact_retention"}
     report = json.loads((runs / "a" / "evals" / "drift.json").read_text())
     assert report["metrics"]["kl"] == pytest.approx(after["kl"]) and len(report["metrics"]) > 2  # per category too
     assert report["scored_answers"] == len(drift.drift_prompts())
@@ -178,3 +178,38 @@ def test_drift_says_when_no_base_answer_could_be_scored(tiny_model_dir, tmp_path
     report = json.loads(gate.stdout)
     assert report["scored_answers"] == 0 and report["threshold"]["passed"] is False
     assert "no token was scored" in gate.stderr and "no base answer had a token to score" in gate.stderr
+
+
+def test_fact_retention_keeps_what_the_base_states_surely_and_counts_what_a_run_no_longer_says(smollm_dir, tmp_path, monkeypatch):
+    """The embedded model states these facts with a wide margin. An adapter that changes nothing keeps all of them
+    (as a tenth of a recovered adapter did on the suite, where greedy retention lost 9 answers); one that wrecks the
+    model keeps fewer. Items the base got wrong or whose alias is missing from the answer are not counted."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from rlsd_cli.evaluate import fact_retention
+    from rlsd_cli.model import load_model
+
+    monkeypatch.setenv("RLSD_HOME", str(tmp_path))
+    facts = [("What is the capital of France?", "The capital of France is Paris.", "Paris"),
+             ("What is the capital of Italy?", "The capital of Italy is Rome.", "Rome"),
+             ("What is the capital of Japan?", "The capital of Japan is Tokyo.", "Tokyo")]
+    base_rows = [{"id": f"k{i}", "prompt": q, "response": a, "verdict": {"correct": True, "matched": m}}
+                 for i, (q, a, m) in enumerate(facts)]
+    base_rows += [{"id": "wrong", "prompt": "What is 2 + 2?", "response": "5", "verdict": {"correct": False, "matched": None}},
+                  {"id": "absent", "prompt": "Say hi.", "response": "Hi!", "verdict": {"correct": True, "matched": "Rome"}}]
+    loaded = load_model(str(smollm_dir), quant="fp32")
+    loaded.model = get_peft_model(loaded.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"]))
+    rows = [{"id": r["id"]} for r in base_rows]
+    assert fact_retention(loaded, base_rows, rows, "id") == {"fact_retention": 1.0}
+    assert [("fact" in r) for r in rows] == [True, True, True, False, False]
+    assert all(r["fact"]["sure"] and r["fact"]["kept"] and r["fact"]["base_gap"] >= 1.0 for r in rows[:3])
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, weight in loaded.model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(std=5.0)
+    wrecked = fact_retention(loaded, base_rows, [{"id": r["id"]} for r in base_rows], "id")
+    assert wrecked["fact_retention"] < 1.0
+    assert fact_retention(loaded, base_rows, rows, "id", sure_gap=1e9) == {}  # nothing stated surely enough

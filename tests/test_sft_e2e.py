@@ -32,6 +32,7 @@ def test_sft_reports_what_it_cost_on_world_knowledge_and_everyday_prompts(sft_ru
     _, summary = sft_run
     assert summary["eval_before"]["knowledge"]["accuracy"] >= 0.35
     assert 0 <= summary["eval_after"]["knowledge"]["retention"] <= 1
+    assert 0 <= summary["eval_after"]["knowledge"]["fact_retention"] <= 1
     assert summary["eval_before"]["drift"] == {"kl": 0.0, "early_divergence": 0.0}
     assert summary["eval_after"]["drift"]["kl"] > 0.05
 
