@@ -25,8 +25,8 @@ class ChatConfig:
     def __post_init__(self):
         if self.max_new_tokens <= 0:
             raise BadInputError(f"--max-new-tokens must be a positive integer, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise BadInputError(f"--temperature must be >= 0, got {self.temperature}")
+        if not 0 <= self.temperature < float("inf"):  # also NaN
+            raise BadInputError(f"--temperature must be 0 (greedy) or a positive number, got {self.temperature}")
 
 
 def reply(

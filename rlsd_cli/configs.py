@@ -247,6 +247,8 @@ class SFTConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, EvalOpt
         super().check()
         if self.chunk_overlap >= self.max_length // 2:
             raise BadInputError(f"--chunk-overlap must be in [0, max_length/2), got {self.chunk_overlap}")
+        if self.max_steps == 0:
+            raise BadInputError("--max-steps 0 would train nothing; pass a positive number of steps, or -1 for --epochs")
         builtin_set_files(self.replay, f"--replay {self.replay}:")
 
 

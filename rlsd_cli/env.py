@@ -39,6 +39,9 @@ def configure() -> None:
     # bitsandbytes tries the optional `kernels` package (which would reach for the hub) and logs its
     # absence on every start; the built-in CPU kernels are used instead, so the message is noise.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    # On CPUs with AVX512-BF16 that attempt goes through `kernels`, which warns offline that it skips a publisher
+    # check: a second line before every one-line error.
+    logging.getLogger("kernels").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
@@ -66,4 +69,5 @@ def require_supported_trl() -> None:
 
 
 def rlsd_home() -> str:
-    return os.path.expanduser(os.environ.get("RLSD_HOME", "~/.cache/rlsd"))
+    # An empty RLSD_HOME= counts as unset: as a path it would be the current folder, filled with models unasked.
+    return os.path.expanduser(os.environ.get("RLSD_HOME") or "~/.cache/rlsd")

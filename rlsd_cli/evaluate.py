@@ -133,9 +133,10 @@ def write_report(folder: Path, suite_name: str, report: dict[str, Any], rows: li
     if target.is_file():
         # A report for other parameters is kept, not overwritten.
         try:
-            old_key = json.loads(target.read_text())["cache_key"]
-        except (ValueError, KeyError, OSError):
+            old_key = str(json.loads(target.read_text())["cache_key"])
+        except (ValueError, KeyError, TypeError, OSError):
             old_key = time.strftime("%Y%m%d-%H%M%S")
+        old_key = re.sub(r"[^A-Za-z0-9_.-]", "_", old_key)[:80]  # it names a file
         history = folder / "history"
         history.mkdir(exist_ok=True)
         for suffix in (".json", ".jsonl"):
@@ -192,7 +193,11 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
     }
 
     if config.responses is not None:
-        pairs = seeded_sample(list(zip(*_read_responses(config.responses, suite, items), strict=True)), config.limit, config.seed)
+        answered = list(zip(*_read_responses(config.responses, suite, items), strict=True))
+        if len(answered) < len(items) and config.limit is None and (config.min_score is not None or config.max_score is not None):
+            raise BadInputError(f"{config.responses}: no response for {len(items) - len(answered)} of the {len(items)} "
+                                "items; a gate on the rest could pass by leaving answers out, so answer every item")
+        pairs = seeded_sample(answered, config.limit, config.seed)
         report = _score(suite, [item for item, _ in pairs], [{"response": response} for _, response in pairs])
         report.pop("_rows")
         report.update(suite=suite.name, model=None, responses=str(config.responses), data=data_id, params=params,
@@ -353,12 +358,14 @@ def _maybe_copy(out: Path | None, report: dict[str, Any]) -> None:
     if out is None:
         return
     out = Path(out)
-    if out.exists():
+    if out.exists() or out.is_symlink():
         try:
-            ours = "suite" in json.loads(out.read_text()) and "rlsd_version" in json.loads(out.read_text())
+            previous = json.loads(out.read_text())
         except (ValueError, UnicodeDecodeError, OSError):
-            ours = False
-        if not ours:
+            previous = None
+        # only a report rlsd wrote is replaced: a JSON object with its marks, in a plain file
+        if not (out.is_file() and not out.is_symlink() and isinstance(previous, dict)
+                and {"suite", "rlsd_version", "metrics"} <= previous.keys()):
             raise BadInputError(f"{out}: exists and is not an rlsd eval report; pass another --out")
     atomic_write_json(out, {k: v for k, v in report.items() if k != "_rows"})
 
@@ -387,6 +394,10 @@ def threshold_verdict(report: dict[str, Any], min_score: float | None, metric: s
         raise BadInputError(f"--metric {name}: lower is better, so gate it with --max-score {min_score} (exit 3 above it)")
     if max_score is not None and not lower_is_better(name):
         raise BadInputError(f"--metric {name}: higher is better, so gate it with --min-score {max_score} (exit 3 below it)")
+    threshold, flag = (min_score, "--min-score") if min_score is not None else (max_score, "--max-score")
+    if not name.startswith("kl") and not 0 <= threshold <= 1:
+        raise BadInputError(f"{flag} {threshold}: {name} is a share from 0 to 1, so the gate would always or never "
+                            "pass; pass a threshold from 0 to 1")
     value = report["metrics"][name]
     if min_score is not None:
         return {"metric": name, "value": value, "min_score": min_score, "passed": value >= min_score}

@@ -24,7 +24,7 @@ from .errors import BadInputError
 from .fsutil import atomic_write_text, replace_directory, sibling_tempdir
 from .lineage import ancestors
 from .model import EMBEDDED_MODELS, load_model, resolve_model, weights_hash
-from .run_record import read_run_record
+from .run_record import read_run_record, read_summary
 
 PROBE_PROMPTS = ["What is the capital of France?", "Write one sentence about rivers.", "List three colours."]
 # The settings a model card lists per run (the rest stay in each run's run.json).
@@ -36,11 +36,23 @@ def export_run(spec: str, out: Path, *, adapter_only: bool = False, force: bool 
     resolved = resolve_model(spec)
     if resolved.kind != "run":
         raise BadInputError(f"{spec}: export takes a run folder (runs/NAME); a base model is already a model folder")
-    out = Path(out)
+    out = Path(out).absolute()
+    run_dir, target = resolved.run_dir.resolve(), out.resolve()
+    if target == run_dir or target in run_dir.parents or run_dir in target.parents:
+        raise BadInputError(f"--out {out}: {'is' if target == run_dir else 'holds' if target in run_dir.parents else 'is inside'} "
+                            f"the run being exported; pass a folder outside {resolved.run_dir}")
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out}: is a file; pass a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise BadInputError(f"--out {out}: not empty; pass an empty or new folder, or --force to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise BadInputError(f"--out {out}: not empty; pass an empty or new folder, or --force to replace it")
+        if not is_earlier_export(out):
+            raise BadInputError(f"--out {out}: --force replaces only an earlier export (rlsd's model card README.md and "
+                                "no run inside); this folder holds other files, so pass a new folder")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise BadInputError(f"--out {out}: {parent} is a file, not a folder; pass a folder under a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = sibling_tempdir(out)
     try:
         if adapter_only:
@@ -54,6 +66,18 @@ def export_run(spec: str, out: Path, *, adapter_only: bool = False, force: bool 
         raise
     say(f"exported {resolved.run_dir} to {out}")
     return {"run": str(resolved.run_dir), "out": str(out), **result}
+
+
+CARD_MARK = "Exported by rlsd from the run"
+
+
+def is_earlier_export(folder: Path) -> bool:
+    """Whether `--force` may replace `folder`: what `rlsd export` wrote there, not a run, a runs folder or a user's."""
+    try:
+        card = (folder / "README.md").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return CARD_MARK in card and not (folder / "run.json").exists() and not any(folder.glob("*/run.json"))
 
 
 def base_model_name(resolved) -> str:
@@ -107,7 +131,7 @@ def _logit_difference(trained, merged) -> dict[str, float]:
 def model_card(resolved, result: dict[str, Any]) -> str:
     base = resolved.base
     lines = [f"# {resolved.run_dir.name}", "",
-             f"Exported by rlsd from the run `{resolved.run_dir}`: "
+             f"{CARD_MARK} `{resolved.run_dir}`: "
              + ("the LoRA adapter merged into its base model. Load it with `transformers.AutoModelForCausalLM` and "
                 "`AutoTokenizer`; no rlsd or PEFT needed." if result["form"] == "merged" else
                 f"the LoRA adapter alone, for a server that applies it to `{result['base_model']}`."), "",
@@ -130,16 +154,15 @@ def model_card(resolved, result: dict[str, Any]) -> str:
         lines.append(f"| {run.name} | {record.get('verb')} | {(record.get('round') or {}).get('number', '-')} | {counts} | {settings} |")
     lines += ["", "## Evaluations", "", "| run | stage | report | metric | value |", "| --- | --- | --- | --- | --- |"]
     for run in chain:
-        try:
-            summary = json.loads((run / "summary.json").read_text())
-        except (OSError, ValueError):
+        summary = read_summary(run)
+        if summary is None:
             continue
         for stage in ("eval_base", "eval_before", "eval_after"):
-            scores = summary.get(stage) or {}
+            scores = summary.get(stage) if isinstance(summary.get(stage), dict) else {}
             if scores and not isinstance(next(iter(scores.values())), dict):
                 scores = {"held-out": scores}
             for report, metrics in scores.items():
-                for metric, value in (metrics or {}).items():
+                for metric, value in (metrics if isinstance(metrics, dict) else {}).items():
                     if isinstance(value, (int, float)):
                         lines.append(f"| {run.name} | {stage.removeprefix('eval_')} | {report} | {metric} | {value:.4f} |")
     return "\n".join(lines) + "\n"

@@ -70,6 +70,8 @@ class GenerationSettings:
             raise BadInputError(f"--max-new-tokens must be a positive integer, got {self.max_new_tokens}")
         if self.batch_size <= 0:
             raise BadInputError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        if not 0 <= self.temperature < float("inf"):  # also NaN
+            raise BadInputError(f"--temperature must be 0 (greedy) or a positive number, got {self.temperature}")
         if self.temperature < 0:
             raise BadInputError(f"--temperature must be >= 0, got {self.temperature}")
 

@@ -268,6 +268,15 @@ def read_corpus(folder: str | Path, strict: bool = False) -> Corpus:
     seen: set[str] = set()
     for path in files:
         relative = str(path.relative_to(root))
+        try:
+            relative.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the file system holds but UTF-8 cannot: the name would reach the tokenizer
+            shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            if strict:
+                raise BadInputError(f"{root / shown}: its name is not valid UTF-8; rename the file "
+                                    "(--strict stops at the first unusable file)") from None
+            corpus.skipped.append((shown, "its name is not valid UTF-8; not read (rename the file)"))
+            continue
         before = len(corpus.documents)
         try:
             if listed and path.is_symlink():  # a file passed by name is read wherever its link leads

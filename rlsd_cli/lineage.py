@@ -25,7 +25,7 @@ from typing import Any
 from .errors import BadInputError
 from .fsutil import atomic_write_json, atomic_write_text
 from .ingest import Corpus, Document
-from .run_record import RUN_RECORD, read_run_record
+from .run_record import RUN_RECORD, read_run_record, read_summary
 from .suites.base import read_jsonl
 
 DOCUMENTS = "documents.json"
@@ -157,11 +157,8 @@ def lineage_rows(run_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for run in reversed(ancestors(run_dir)):
         record = read_run_record(run)
-        try:
-            summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            summary = {}
-        after = summary.get("eval_after") or {}
+        summary = read_summary(run) or {}
+        after = summary.get("eval_after") if isinstance(summary.get("eval_after"), dict) else {}
         scores = {f"{suite}/{metric}": value for suite, metrics in after.items() if isinstance(metrics, dict)
                   for metric, value in metrics.items() if isinstance(value, (int, float))}
         changes = (record.get("round") or {}).get("changes") or {}

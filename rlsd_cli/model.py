@@ -345,8 +345,9 @@ def _check_model_folder(path: Path, spec: str) -> Path:
     return path
 
 
-def resolve_model(spec: str | None = None) -> ResolvedModel:
-    """Turn a model spec into folders on disk, converting or downloading once where needed."""
+def resolve_model(spec: str | None = None, unfinished_ok: bool = False) -> ResolvedModel:
+    """Turn a model spec into folders on disk, converting or downloading once where needed. A run must have
+    finished (its summary.json written last), unless `unfinished_ok`: the run being trained scores itself."""
     if spec is not None and not spec.strip():
         raise BadInputError(f"--model is empty; pass {SPEC_FORMS}, or leave it out for {DEFAULT_MODEL}")
     spec = (spec or DEFAULT_MODEL).strip()
@@ -354,7 +355,7 @@ def resolve_model(spec: str | None = None) -> ResolvedModel:
         return ResolvedModel(spec=spec, kind="embedded", path=_resolve_embedded(EMBEDDED_MODELS[spec]))
     path = Path(spec).expanduser()
     if path.is_dir() and (path / "run.json").is_file():
-        return _resolve_run(path, spec)
+        return _resolve_run(path, spec, unfinished_ok)
     if path.is_dir():
         return ResolvedModel(spec=spec, kind="local", path=_check_model_folder(path, spec))
     if path.is_file() and path.suffix == ".gguf":
@@ -368,17 +369,20 @@ def resolve_model(spec: str | None = None) -> ResolvedModel:
     raise BadInputError(f"unknown model '{spec}'; pass {SPEC_FORMS}")
 
 
-def _resolve_run(run_dir: Path, spec: str) -> ResolvedModel:
+def _resolve_run(run_dir: Path, spec: str, unfinished_ok: bool = False) -> ResolvedModel:
     from .run_record import read_run_record
 
     record = read_run_record(run_dir)
     base_spec = record["base_model"]["spec"]
-    base = resolve_model(base_spec)
-    if base.kind == "run":
+    if (Path(base_spec).expanduser() / "run.json").is_file():  # checked before resolving it: a run naming itself
         raise BadInputError(f"{run_dir / 'run.json'}: base_model.spec must be a base model, not another run")
+    base = resolve_model(base_spec)
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
         raise BadInputError(f"{run_dir}: the run has no finished adapter yet; finish it with --resume --name {run_dir.name}")
+    if not unfinished_ok and not (run_dir / "summary.json").is_file():
+        raise BadInputError(f"{run_dir}: the run did not finish (no summary.json: it was interrupted or failed after "
+                            f"training); finish it with --resume --name {run_dir.name}, or pass a finished run")
     if not (adapter / "adapter_model.safetensors").is_file():
         raise BadInputError(f"{adapter}: no adapter_model.safetensors (pickled adapter weights are not loaded); "
                             "save the adapter with safe_serialization=True")

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .errors import BadInputError
+
 
 def plot_curve(rows: list[dict[str, Any]], key: str, target: Path, title: str) -> Path | None:
     return plot_curves(rows, [key], target, title)
@@ -65,8 +67,14 @@ def plot_series_grid(grid: dict[str, dict[str, list[tuple[float, float]]]], targ
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    if target.is_dir():
+        plt.close(fig)
+        raise BadInputError(f"{target}: is a folder; pass a .png file name")
     tmp = target.with_name(f".{target.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(target)
+    try:
+        fig.savefig(tmp, dpi=110)
+        tmp.replace(target)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return target

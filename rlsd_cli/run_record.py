@@ -10,6 +10,8 @@ from typing import Any
 from .errors import BadInputError
 
 RUN_RECORD = "run.json"
+# The fields other code reads from a record, by the types rlsd writes (a hand-edited file fails here, in one line).
+RECORD_FIELD_TYPES = {"parent": (str,), "verb": (str,), "config": (dict,), "round": (dict,)}
 
 
 def read_run_record(run_dir: Path) -> dict[str, Any]:
@@ -25,4 +27,18 @@ def read_run_record(run_dir: Path) -> dict[str, Any]:
     if not isinstance(record["base_model"]["spec"], str) or not record["base_model"]["spec"].strip():
         raise BadInputError(f"{record_path}: base_model.spec is not a model name or path; restore the file from a "
                             "backup (rlsd writes it)")
+    for field, kinds in RECORD_FIELD_TYPES.items():
+        if record.get(field) is not None and not isinstance(record[field], kinds):
+            raise BadInputError(f"{record_path}: '{field}' is a {type(record[field]).__name__}, where rlsd writes a "
+                                f"{' or '.join(k.__name__ for k in kinds)}; restore the file from a backup")
     return record
+
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """A run's summary.json, or None when it is missing, unreadable or not what rlsd writes (a JSON object)."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None

@@ -31,7 +31,7 @@ from .fsutil import (
     replace_directory,
     sibling_tempdir,
 )
-from .run_record import RUN_RECORD, read_run_record
+from .run_record import RUN_RECORD, read_run_record, read_summary
 
 RUN_LOCK = ".lock"
 RUNS_ROOT = Path(os.environ.get("RLSD_RUNS", "runs"))
@@ -119,6 +119,10 @@ class Run:
         if root.exists() and not root.is_dir():
             raise BadInputError(f"{root}: is a file, not a folder; pass a folder as --runs-dir")
         path = root / name
+        is_run = path.is_dir() and not path.is_symlink() and ((path / RUN_RECORD).is_file() or not any(path.iterdir()))
+        if (path.exists() or path.is_symlink()) and not is_run and (resume or force):
+            # --force moves only a run (or an empty folder) aside, never a user's file or folder bearing the name
+            raise BadInputError(f"{path}: exists and is not a run folder (no {RUN_RECORD}); pass another --name")
         if path.exists() and not (resume or force):
             raise BadInputError(f"{path}: a run with this name exists; pass --resume to continue it, "
                                 "--force to move it to runs/.trash/, or another --name")
@@ -217,9 +221,7 @@ class Run:
         atomic_write_json(self.path / "summary.json", summary)
 
     def summary(self) -> dict[str, Any] | None:
-        with contextlib.suppress(OSError, ValueError):
-            return json.loads((self.path / "summary.json").read_text(encoding="utf-8"))
-        return None
+        return read_summary(self.path)
 
     def save_adapter(self, model, tokenizer=None) -> Path:
         """Write the PEFT adapter to adapter/ in one rename (the previous one stays until the new one is in)."""

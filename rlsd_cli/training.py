@@ -348,7 +348,7 @@ def score(eval_configs: dict[str, EvalConfig], loaded: LoadedModel, spec: str, a
 
     if not eval_configs and not drift:
         return {}
-    view = LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, resolved=resolve_model(spec), precision=loaded.precision)
+    view = LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, resolved=resolve_model(spec, unfinished_ok=True), precision=loaded.precision)
     with loaded.model.disable_adapter() if adapter_off else contextlib.nullcontext():
         scores = {suite: run_eval(replace(config, model=spec), loaded=view)["metrics"] for suite, config in eval_configs.items()}
         if drift:

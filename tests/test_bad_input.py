@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,9 @@ def _write(root: Path, files: dict[str, bytes | str]) -> None:
 # A run folder as far as `--from` reads before any model loads (the adapter is never opened by --dry-run).
 FAKE_RUN = {"run/run.json": '{"verb": "sft", "base_model": {"spec": "smollm2-135m"}}',
             "run/adapter/adapter_config.json": "{}", "run/adapter/adapter_model.safetensors": b""}
+
+QA_TWO = "".join(json.dumps({"id": k, "question": f"Who is {k}?", "answer": k}) + "\n" for k in ("Ada", "Bo"))
+ANSWERS_TWO = "".join(json.dumps({"id": k, "response": k}) + "\n" for k in ("Ada", "Bo"))
 
 GOOD_CHAT = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
 
@@ -143,6 +147,16 @@ CASES = [
      ["sft", str(DOCS), "--lr", "0.1", "--recipe", "{tmp}/r.yaml", "--dry-run"], ["r.yaml:1", "lr"]),
     ("recipe-key-twice", {"r.yaml": "lr: 0.1\nepochs: 2\nlr: 0.2\n"}, ["sft", str(DOCS), "--recipe", "{tmp}/r.yaml", "--dry-run"],
      ["r.yaml:3", "set twice"]),
+    # Found by a hostile-input sweep (2026-12-07): these were accepted with exit 0, or raised a traceback.
+    ("max-steps-zero", {"docs/ok.md": "fine text"}, ["sft", "{tmp}/docs", "--max-steps", "0", "--dry-run"],
+     ["--max-steps 0", "-1"]),
+    ("gate-outside-a-share", {"qa.jsonl": QA_TWO, "answers.jsonl": ANSWERS_TWO},
+     ["eval", "qa", "--data", "{tmp}/qa.jsonl", "--responses", "{tmp}/answers.jsonl", "--min-score", "1.5"],
+     ["--min-score 1.5", "from 0 to 1"]),
+    ("gate-on-part-of-the-answers", {"qa.jsonl": QA_TWO, "answers.jsonl": ANSWERS_TWO.splitlines()[0]},
+     ["eval", "qa", "--data", "{tmp}/qa.jsonl", "--responses", "{tmp}/answers.jsonl", "--min-score", "0.5"],
+     ["answers.jsonl", "no response for 1 of the 2 items"]),
+    ("temperature-nan", {}, ["chat", "-p", "hi", "--temperature", "nan"], ["--temperature", "nan"]),
 ]
 
 
@@ -235,3 +249,27 @@ def test_run_names_made_by_hand_are_printed_as_they_are(tmp_path):
         assert result.exit_code == 0, (result.stderr, result.exception)
         assert "[draft] run\\x07" in result.stdout and "[b]base" in result.stdout and "\x07" not in result.stdout
     assert "rlsd [i]x" in result.stdout
+
+
+def test_a_document_whose_name_is_not_utf8_is_skipped_by_name(tmp_path):
+    """The file system holds bytes; a name UTF-8 cannot encode reached the tokenizer and raised a TypeError."""
+    from rlsd_cli.errors import BadInputError
+    from rlsd_cli.ingest import read_corpus
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ok.md").write_text("fine text about the travel policy")
+    with open(os.path.join(os.fsencode(docs), b"caf\xe9.md"), "w") as f:
+        f.write("also text")
+    corpus = read_corpus(docs)
+    assert [d.path for d in corpus.documents] == ["ok.md"]
+    assert [reason for _, reason in corpus.skipped] == ["its name is not valid UTF-8; not read (rename the file)"]
+    with pytest.raises(BadInputError, match="not valid UTF-8"):
+        read_corpus(docs, strict=True)
+
+
+def test_an_empty_rlsd_home_is_the_default_not_the_current_folder(monkeypatch):
+    from rlsd_cli import env
+
+    monkeypatch.setenv("RLSD_HOME", "")
+    assert env.rlsd_home() == os.path.expanduser("~/.cache/rlsd")

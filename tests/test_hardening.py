@@ -194,3 +194,63 @@ def test_fuzzed_evaluation_lines_never_raise_anything_but_a_one_line_error(tmp_p
             get_suite(suite_name).score(item, "some response")
     except BadInputError as exc:
         assert str(exc).count("\n") == 0
+
+
+def test_hostile_runs_and_outputs_are_refused_in_one_line_and_nothing_is_deleted(tiny_model_dir, tmp_path):
+    """Found by a hostile-input sweep: `export --force` aimed at the run (or the runs folder holding it) deleted
+    runs; a run stopped after training (adapter, no summary.json) was taken as finished; hand-edited records
+    raised tracebacks; --force replaced a user's file named like a run; reading a FIFO never returned."""
+    runs = tmp_path / "runs"
+    result = run_cli("sft", str(DOCS), "--model", str(tiny_model_dir), *TINY_SFT, "--max-steps", "1", "--runs-dir", str(runs),
+                     "--name", "r")
+    assert result.returncode == 0, result.stderr
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for out in (runs / "r", runs, tmp_path, runs / "r" / "adapter"):
+        refused = run_cli("export", str(runs / "r"), "--out", str(out), "--force", "--adapter-only", cwd=tmp_path)
+        assert refused.returncode == 2
+        _one_error_line(refused, "the run being exported")
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    refused = run_cli("export", str(runs / "r"), "--out", str(user), "--force", "--adapter-only")
+    assert refused.returncode == 2
+    _one_error_line(refused, "replaces only an earlier export")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == sorted([*before, Path("mine"), Path("mine/notes.txt")])
+    exported = tmp_path / "exported"
+    assert run_cli("export", str(runs / "r"), "--out", str(exported), "--adapter-only").returncode == 0
+    assert run_cli("export", str(runs / "r"), "--out", str(exported), "--force", "--adapter-only").returncode == 0
+
+    stopped = runs / "stopped"
+    shutil.copytree(runs / "r", stopped)
+    (stopped / "summary.json").unlink()
+    for args in (["export", str(stopped), "--out", str(tmp_path / "x"), "--adapter-only"],
+                 ["chat", "--model", str(stopped), "-p", "hi"],
+                 ["sft", str(DOCS), "--from", str(stopped), "--dry-run"]):
+        refused = run_cli(*args)
+        assert refused.returncode == 2
+        _one_error_line(refused, "did not finish", "--resume")
+
+    for name, edit in (("self", lambda record, path: record["base_model"].update(spec=str(path))),
+                       ("odd-parent", lambda record, path: record.update(parent={"x": [1]}))):
+        shutil.copytree(runs / "r", runs / name)
+        record = json.loads((runs / name / "run.json").read_text())
+        edit(record, runs / name)
+        (runs / name / "run.json").write_text(json.dumps(record))
+        refused = run_cli("sft", str(DOCS), "--from", str(runs / name), "--dry-run")
+        assert refused.returncode == 2
+        _one_error_line(refused, str(runs / name / "run.json"))
+    (runs / "r" / "summary.json").write_text("[1, 2, 3]")
+    assert run_cli("runs", "show", str(runs / "r")).returncode == 0
+
+    (runs / "userfile").write_text("not a run")
+    refused = run_cli("sft", str(DOCS), "--model", str(tiny_model_dir), "--runs-dir", str(runs), "--name", "userfile",
+                      "--force", "--dry-run")
+    assert refused.returncode == 2
+    _one_error_line(refused, "not a run folder")
+    assert (runs / "userfile").read_text() == "not a run"
+
+    fifo = tmp_path / "questions.jsonl"
+    os.mkfifo(fifo)
+    refused = run_cli("eval", "qa", "--data", str(fifo), timeout=60)
+    assert refused.returncode == 2
+    _one_error_line(refused, "not a regular file")

@@ -27,6 +27,8 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
         raise BadInputError(f"{path}: no such file")
     if path.is_dir():
         raise BadInputError(f"{path}: is a folder; pass a .jsonl file")
+    if not path.is_file():  # a FIFO or a device such as /dev/zero would block or never end
+        raise BadInputError(f"{path}: not a regular file; pass a .jsonl file")
     rows = []
     try:
         with open(path, encoding="utf-8-sig") as f:  # a byte-order mark at the start is allowed, as in documents
@@ -45,7 +47,7 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     except UnicodeDecodeError as exc:
         raise BadInputError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     if not rows:
-        raise BadInputError(f"{path}: no records")
+        raise BadInputError(f"{path}: no records; write one JSON object per line")
     return rows
 
 
