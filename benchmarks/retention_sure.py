@@ -25,7 +25,7 @@ def main() -> None:
     rows = []
     for run in args.runs:
         report = json.loads(rlsd("eval", "knowledge", "-m", run, "--json").stdout)
-        items = [json.loads(line) for line in Path(report["report_path"]).with_suffix(".jsonl").read_text().splitlines()]
+        items = [json.loads(line) for line in (Path(run) / "evals" / "knowledge.jsonl").read_text().splitlines()]
         facts = [item["fact"] for item in items if "fact" in item]
         rows.append({"run": run, "retention": report["metrics"]["retention"],
                      "fact_retention": report["metrics"].get("fact_retention"),

@@ -19,6 +19,7 @@ COLUMNS = [  # (header, report, metric)
     ("kept", ROUND_TWO_QA, "accuracy/kept"),
     ("IFEval", "ifeval", IFEVAL),
     ("retention", "knowledge", "retention"),
+    ("facts kept", "knowledge", "fact_retention"),  # the base's sure facts still said first (docs/forgetting.md)
     ("drift KL", "drift", "kl"),
 ]
 
@@ -35,8 +36,8 @@ def stages(runs: Path, prefix: str) -> list[tuple[str, dict]]:
 
 
 def value(scores: dict, report: str, metric: str) -> float:
-    if report == "knowledge" and metric == "retention" and "knowledge" in scores:
-        return scores["knowledge"].get("retention", 1.0)  # the base model keeps all it knows
+    if report == "knowledge" and metric in ("retention", "fact_retention") and "knowledge" in scores:
+        return scores["knowledge"].get(metric, 1.0)  # the base model keeps all it knows
     return scores.get(report, {}).get(metric, float("nan"))
 
 

@@ -113,6 +113,7 @@ def test_run_reports_live_in_the_run_and_compare_makes_a_table_and_chart(home, t
             param.data.normal_(0, 1.0)
     run = Run.create("sft", name="tuned", root=tmp_path / "runs", record={"base_model": loaded.record()})
     run.save_adapter(loaded.model)
+    run.write_summary({})
     base_report = run_eval(_config(tiny_model_dir))
     run_report = run_eval(_config(run.path))
     assert Path(run_report["report_path"]) == run.path / "evals" / "qa.json"

@@ -217,6 +217,9 @@ def test_run_whose_base_weights_changed_is_refused(runs_root, tiny_model_dir, tm
     loaded = load_model(str(base), lora=LoraSettings(r=4), trainable=True)
     run = Run.create("sft", name="hash", root=runs_root, record={"base_model": loaded.record()})
     run.save_adapter(loaded.model)
+    with pytest.raises(BadInputError, match="did not finish"):  # no summary.json yet: stopped after training
+        resolve_model(str(run.path))
+    run.write_summary({})
     assert resolve_model(str(run.path)).kind == "run"
     with torch.no_grad():
         loaded.model.get_base_model().model.norm.weight.add_(1.0)
