@@ -25,7 +25,8 @@ def scaled_copy(run: Path, scale: float, target: Path) -> Path:
     """A run folder whose adapter is the run's at `scale` of its strength (LoRA's update is alpha / r x B A)."""
     target.mkdir(parents=True, exist_ok=False)
     shutil.copytree(run / "adapter", target / "adapter")
-    shutil.copy2(run / "run.json", target / "run.json")
+    for name in ("run.json", "summary.json"):  # a finished run's files: rlsd loads no run without its summary
+        shutil.copy2(run / name, target / name)
     config_file = target / "adapter" / "adapter_config.json"
     config = json.loads(config_file.read_text())
     config_file.write_text(json.dumps({**config, "lora_alpha": config["lora_alpha"] * scale}, indent=2))

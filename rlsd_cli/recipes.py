@@ -26,6 +26,8 @@ def recipe_path(spec: Path | str) -> Path:
     path = Path(spec)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise BadInputError(f"--recipe {spec}: is a folder; pass a recipe .yaml file or a shipped recipe's name")
     named = RECIPES_DIR / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
     if path.parent == Path(".") and named.is_file():
         return named
@@ -111,6 +113,9 @@ def apply_recipe(ctx, spec: Path | str | None, values: dict[str, Any]) -> dict[s
         if param is None:
             raise BadInputError(f"{path}:{line}: unknown key {key!r} for `rlsd {ctx.command_path.split(' ', 1)[-1]}`; "
                                 f"valid keys: {', '.join(valid)}")
+        if param.name in ctx.meta.get(RECIPE_LINES, {}):  # `max-length` and `max_length` name one setting
+            first = ctx.meta[RECIPE_LINES][param.name]
+            raise BadInputError(f"{path}:{line}: {key} sets what line {first[1]} ({first[2]}) already set; keep one")
         try:  # a wrong value is an error even where the command line wins
             converted = _convert(param, ctx, value)
         except Exception as exc:  # click's BadParameter (typer vendors click, so match by duck type)

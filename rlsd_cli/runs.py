@@ -71,9 +71,11 @@ def run_path(name_or_path: str | Path, root: Path | None = None) -> Path:
 def check_run_name(name: str) -> None:
     if not name or "/" in name or name.startswith("."):
         raise BadInputError(f"--name {name!r}: a run name is one folder name, without '/' or a leading '.'")
-    if not name.isprintable() or len(os.fsencode(name)) > 200:  # undecodable bytes arrive as unprintable surrogates
-        raise BadInputError(f"--name {name[:40]!r}...: a run name is at most 200 bytes of printable characters; "
-                            "pass a shorter --name")
+    if not name.isprintable():  # undecodable bytes arrive as unprintable surrogates
+        raise BadInputError(f"--name {name[:40]!r}: a run name is printable characters only (no newline, tab or "
+                            "control character); pass another --name")
+    if len(os.fsencode(name)) > 200:
+        raise BadInputError(f"--name {name[:40]!r}...: a run name is at most 200 bytes; pass a shorter --name")
 
 
 @dataclass

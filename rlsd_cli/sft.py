@@ -308,6 +308,10 @@ class SFTRecipe(TrainingRecipe):
     def eval_configs(self) -> dict[str, EvalConfig]:
         config = self.config
         earlier = recorded_qa_files(read_run_record(config.from_run)) if config.from_run else []
+        for path in earlier:
+            if not path.is_file():
+                raise BadInputError(f"{path}: an earlier round's --eval-qa file, recorded in {config.from_run / 'run.json'}, "
+                                    "is gone; restore it, since every round scores the questions of the rounds before")
         config.eval_qa = merged_paths(earlier, config.eval_qa)  # recorded, so a later round scores them too
         out = qa_eval_configs(config.eval_qa, config.model, config.quant)
         for suite in config.eval:

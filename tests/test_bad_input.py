@@ -157,6 +157,12 @@ CASES = [
      ["eval", "qa", "--data", "{tmp}/qa.jsonl", "--responses", "{tmp}/answers.jsonl", "--min-score", "0.5"],
      ["answers.jsonl", "no response for 1 of the 2 items"]),
     ("temperature-nan", {}, ["chat", "-p", "hi", "--temperature", "nan"], ["--temperature", "nan"]),
+    ("recipe-sets-a-key-twice", {"docs/ok.md": "fine text", "r.yaml": "max-length: 64\nmax_length: 128\n"},
+     ["sft", "{tmp}/docs", "--recipe", "{tmp}/r.yaml", "--dry-run"], ["r.yaml:2", "line 1", "keep one"]),
+    ("recipe-is-a-folder", {"docs/ok.md": "fine text"}, ["sft", "{tmp}/docs", "--recipe", "{tmp}/docs", "--dry-run"],
+     ["is a folder", "recipe"]),
+    ("run-name-with-a-newline", {"docs/ok.md": "fine text"}, ["sft", "{tmp}/docs", "--name", "a\nb", "--dry-run"],
+     ["printable", "another --name"]),
 ]
 
 
