@@ -217,7 +217,7 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
         "prompts": hashlib.sha256(json.dumps([i.messages for i in items]).encode()).hexdigest(),
         "params": {k: params[k] for k in ("max_new_tokens", "temperature")},
         "precision": asdict(precision),
-    } | ({"fact_retention": SURE_GAP} if suite.relative_to_base else {}))
+    } | ({"base_facts": SURE_GAP} if suite.relative_to_base else {}))
     folder = reports_dir(resolved)
     report_name = config.report_name or suite.name
     previous = cached_report(folder / f"{report_name}.json", key) if config.use_cache else None
@@ -252,6 +252,8 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     rows = report.pop("_rows")
+    if suite.relative_to_base and resolved.run_dir is None:
+        base_facts(loaded, rows)
     if suite.relative_to_base and resolved.run_dir is not None:
         report["metrics"].update(_retention(config, loaded, suite, rows))
     report["report_path"] = str(write_report(folder, report_name, report, rows))
@@ -286,20 +288,11 @@ def retention(base_rows: list[dict[str, Any]], rows: list[dict[str, Any]], key_f
 SURE_GAP = 1.0
 
 
-def fact_retention(loaded, base_rows: list[dict[str, Any]], rows: list[dict[str, Any]], key_field: str,
-                   sure_gap: float = SURE_GAP) -> dict[str, float]:
-    """`fact_retention`: of the facts the base states surely in its right answers, the share the run still puts
-    first, given the base's own words up to the fact ("Paris" after "The capital of France is"). Both are read
-    from one teacher-forced pass per batch, adapter on and off. `retention` compares greedy strings, so a run that
-    words an answer differently loses it though it still knows the fact: a tenth of a recovered adapter lost 9 of
-    the base's 79 right answers and none of its 60 sure facts. Each of the run's scored rows gets a `fact` field."""
-    import torch
-
-    tokenizer = loaded.tokenizer
-    if not getattr(tokenizer, "is_fast", False):
-        return {}  # the matched alias is found through character offsets, which only fast tokenizers give
-    examples, facts = [], []
-    for row in base_rows:
+def _fact_examples(tokenizer, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[int], list[int]]]:
+    """(row, prompt ids, the answer's ids up to and including the first token of its matched alias) for every
+    right row whose alias appears in its answer: what follows the fact is not read."""
+    examples = []
+    for row in rows:
         matched = row["verdict"].get("matched")
         at = row["response"].lower().find(str(matched).lower()) if row["verdict"]["correct"] and matched else -1
         if at < 0:
@@ -307,26 +300,51 @@ def fact_retention(loaded, base_rows: list[dict[str, Any]], rows: list[dict[str,
         answer = tokenizer(row["response"], add_special_tokens=False, return_offsets_mapping=True)
         token = next(i for i, (_, end) in enumerate(answer["offset_mapping"]) if end > at)
         prompt = tokenizer(render_prompt(tokenizer, [{"role": "user", "content": row["prompt"]}]), add_special_tokens=False)
-        examples.append((prompt["input_ids"], answer["input_ids"][: token + 1]))  # what follows the fact is not read
-        facts.append((str(row[key_field]), token))
-    verdicts = {}
-    for batch, inputs, spans in teacher_forced_batches(loaded, examples):
+        examples.append((row, prompt["input_ids"], answer["input_ids"][: token + 1]))
+    return examples
+
+
+def _fact_logits(loaded, examples):
+    """Per example, the logits that predict the fact's first token (one teacher-forced pass per batch)."""
+    import torch
+
+    for batch, inputs, spans in teacher_forced_batches(loaded, [(p, a) for _, p, a in examples]):
         with torch.no_grad(), loaded.autocast(greedy=True):
-            run_logits = loaded.model(**inputs).logits
-            with loaded.model.disable_adapter():
-                base_logits = loaded.model(**inputs).logits
+            logits = loaded.model(**inputs).logits
         for i, (index, span) in enumerate(zip(batch, spans, strict=True)):
-            key, token = facts[index]
-            said = examples[index][1][token]
-            top = torch.log_softmax(base_logits[i, span.start + token].float(), -1).topk(2)
-            gap = float(top.values[0] - top.values[1])
-            verdicts[key] = {"base_gap": round(gap, 4), "sure": int(top.indices[0]) == said and gap >= sure_gap,
-                             "kept": int(run_logits[i, span.start + token].argmax()) == said}
+            yield examples[index], logits[i, span.stop - 1].float()
+
+
+def base_facts(loaded, rows: list[dict[str, Any]], sure_gap: float = SURE_GAP) -> None:
+    """Marks each right answer of the base's knowledge report with the fact it states (`fact`: where, which token,
+    the gap in nats between the base's top two tokens there, and whether the base is sure of it: its top token is
+    the one it said, by `sure_gap` or more). Runs read them from the base's cached report."""
+    import torch
+
+    if not getattr(loaded.tokenizer, "is_fast", False):
+        return  # the matched alias is found through character offsets, which only fast tokenizers give
+    for (row, _, answer), logits in _fact_logits(loaded, _fact_examples(loaded.tokenizer, rows)):
+        top = torch.log_softmax(logits, -1).topk(2)
+        gap = float(top.values[0] - top.values[1])
+        row["fact"] = {"token": answer[-1], "base_gap": round(gap, 4),
+                       "sure": int(top.indices[0]) == answer[-1] and gap >= sure_gap}
+
+
+def fact_retention(loaded, base_rows: list[dict[str, Any]], rows: list[dict[str, Any]], key_field: str) -> dict[str, float]:
+    """`fact_retention`: of the facts the base states surely in its right answers (`base_facts`), the share the run
+    still puts first, given the base's own words up to the fact ("Paris" after "The capital of France is").
+    `retention` compares greedy strings, so a run that words an answer differently loses it though it still knows
+    the fact: a tenth of a recovered adapter lost 9 of the base's 79 right answers and none of its 60 sure facts.
+    Each of the run's rows for a sure fact gets `fact: {"kept": ...}`."""
+    sure = [row for row in base_rows if (row.get("fact") or {}).get("sure")]
+    if not sure or not getattr(loaded.tokenizer, "is_fast", False):
+        return {}
+    kept = {str(row[key_field]): int(logits.argmax()) == row["fact"]["token"]
+            for (row, _, _), logits in _fact_logits(loaded, _fact_examples(loaded.tokenizer, sure))}
     for row in rows:
-        if str(row[key_field]) in verdicts:
-            row["fact"] = verdicts[str(row[key_field])]
-    sure = [v["kept"] for v in verdicts.values() if v["sure"]]
-    return {"fact_retention": sum(sure) / len(sure)} if sure else {}
+        if str(row[key_field]) in kept:
+            row["fact"] = {"kept": kept[str(row[key_field])]}
+    return {"fact_retention": sum(kept.values()) / len(sure)}
 
 
 def score_in_memory(config: EvalConfig, loaded) -> dict[str, Any]:

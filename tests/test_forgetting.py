@@ -187,7 +187,7 @@ def test_fact_retention_keeps_what_the_base_states_surely_and_counts_what_a_run_
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from rlsd_cli.evaluate import fact_retention
+    from rlsd_cli.evaluate import base_facts, fact_retention
     from rlsd_cli.model import load_model
 
     monkeypatch.setenv("RLSD_HOME", str(tmp_path))
@@ -200,16 +200,20 @@ def test_fact_retention_keeps_what_the_base_states_surely_and_counts_what_a_run_
                   {"id": "absent", "prompt": "Say hi.", "response": "Hi!", "verdict": {"correct": True, "matched": "Rome"}}]
     loaded = load_model(str(smollm_dir), quant="fp32")
     loaded.model = get_peft_model(loaded.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"]))
+    with loaded.model.disable_adapter():
+        base_facts(loaded, base_rows)
+    assert [("fact" in r) for r in base_rows] == [True, True, True, False, False]
+    assert all(r["fact"]["sure"] and r["fact"]["base_gap"] >= 1.0 for r in base_rows[:3])
     rows = [{"id": r["id"]} for r in base_rows]
     assert fact_retention(loaded, base_rows, rows, "id") == {"fact_retention": 1.0}
-    assert [("fact" in r) for r in rows] == [True, True, True, False, False]
-    assert all(r["fact"]["sure"] and r["fact"]["kept"] and r["fact"]["base_gap"] >= 1.0 for r in rows[:3])
+    assert [r.get("fact") for r in rows] == [{"kept": True}] * 3 + [None, None]
 
     torch.manual_seed(0)
     with torch.no_grad():
         for name, weight in loaded.model.named_parameters():
             if "lora_B" in name:
                 weight.normal_(std=5.0)
-    wrecked = fact_retention(loaded, base_rows, [{"id": r["id"]} for r in base_rows], "id")
-    assert wrecked["fact_retention"] < 1.0
-    assert fact_retention(loaded, base_rows, rows, "id", sure_gap=1e9) == {}  # nothing stated surely enough
+    assert fact_retention(loaded, base_rows, [{"id": r["id"]} for r in base_rows], "id")["fact_retention"] < 1.0
+    with loaded.model.disable_adapter():
+        base_facts(loaded, base_rows, sure_gap=1e9)  # nothing stated surely enough: no figure, not a 1.0
+    assert fact_retention(loaded, base_rows, rows, "id") == {}
