@@ -401,6 +401,8 @@ def threshold_verdict(report: dict[str, Any], min_score: float | None, metric: s
     """Whether the report meets `--min-score` (at least; the default for every metric where higher is better) or
     `--max-score` (at most; for metrics where lower is better, such as stale_rate) on `--metric` (the suite's
     primary metric by default)."""
+    if metric is not None and metric not in report["metrics"]:
+        raise BadInputError(f"--metric {metric!r}: the {report['suite']} suite reports {', '.join(report['metrics'])}")
     if min_score is None and max_score is None:
         return None
     if min_score is not None and max_score is not None:
