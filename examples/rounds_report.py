@@ -37,7 +37,9 @@ def stages(runs: Path, prefix: str) -> list[tuple[str, dict]]:
 
 def value(scores: dict, report: str, metric: str) -> float:
     if report == "knowledge" and metric in ("retention", "fact_retention") and "knowledge" in scores:
-        return scores["knowledge"].get(metric, 1.0)  # the base model keeps all it knows
+        if "retention" not in scores["knowledge"]:
+            return 1.0  # the base model: it keeps all it knows
+        return scores["knowledge"].get(metric, float("nan"))  # no sure fact to count: "-", not a perfect score
     return scores.get(report, {}).get(metric, float("nan"))
 
 

@@ -27,7 +27,7 @@ from .chat_format import render_prompt
 from .console import say
 from .evaluate import adapter_hash, cache_key, cached_report, reports_dir, write_report
 from .fsutil import atomic_write_text, seed_cache
-from .generation import GenerationSettings, generate, teacher_forced_batches
+from .generation import GenerationSettings, eval_mode, generate, teacher_forced_batches
 from .model import LoadedModel, choose_precision, resolve_model, weights_hash
 from .suites.base import read_jsonl
 
@@ -82,7 +82,7 @@ def drift_metrics(loaded, answers: list[dict[str, Any]], batch_size: int = 16) -
             examples.append((row, prompt, answer))
     per_row = []
     for batch, inputs, spans in teacher_forced_batches(loaded, [(p, a) for _, p, a in examples], batch_size):
-        with torch.no_grad(), loaded.autocast(greedy=True):
+        with torch.no_grad(), loaded.autocast(greedy=True), eval_mode(loaded.model):
             run_logits = loaded.model(**inputs).logits
             with loaded.model.disable_adapter():
                 base_logits = loaded.model(**inputs).logits

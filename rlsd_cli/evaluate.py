@@ -24,7 +24,7 @@ from .chat_format import render_prompt
 from .console import say
 from .errors import BadInputError, ThresholdNotMet
 from .fsutil import atomic_write_json, atomic_write_text
-from .generation import GenerationSettings, generate, teacher_forced_batches
+from .generation import GenerationSettings, eval_mode, generate, teacher_forced_batches
 from .model import DEFAULT_MODEL, ResolvedModel, choose_precision, resolve_model, weights_hash
 from .suites import Item, Suite, get_suite
 from .suites.base import read_jsonl
@@ -194,7 +194,7 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
 
     if config.responses is not None:
         answered = list(zip(*_read_responses(config.responses, suite, items), strict=True))
-        if len(answered) < len(items) and config.limit is None and (config.min_score is not None or config.max_score is not None):
+        if len(answered) < len(items) and (config.min_score is not None or config.max_score is not None):
             raise BadInputError(f"{config.responses}: no response for {len(items) - len(answered)} of the {len(items)} "
                                 "items; a gate on the rest could pass by leaving answers out, so answer every item")
         pairs = seeded_sample(answered, config.limit, config.seed)
@@ -294,9 +294,11 @@ def _fact_examples(tokenizer, rows: list[dict[str, Any]]) -> list[tuple[dict[str
     examples = []
     for row in rows:
         matched = row["verdict"].get("matched")
-        at = row["response"].lower().find(str(matched).lower()) if row["verdict"]["correct"] and matched else -1
-        if at < 0:
+        found = (re.search(rf"(?<!\w){re.escape(str(matched))}(?!\w)", row["response"], re.IGNORECASE)
+                 if row["verdict"]["correct"] and matched else None)
+        if found is None:
             continue
+        at = found.start()
         answer = tokenizer(row["response"], add_special_tokens=False, return_offsets_mapping=True)
         token = next(i for i, (_, end) in enumerate(answer["offset_mapping"]) if end > at)
         prompt = tokenizer(render_prompt(tokenizer, [{"role": "user", "content": row["prompt"]}]), add_special_tokens=False)
@@ -309,7 +311,7 @@ def _fact_logits(loaded, examples):
     import torch
 
     for batch, inputs, spans in teacher_forced_batches(loaded, [(p, a) for _, p, a in examples]):
-        with torch.no_grad(), loaded.autocast(greedy=True):
+        with torch.no_grad(), loaded.autocast(greedy=True), eval_mode(loaded.model):
             logits = loaded.model(**inputs).logits
         for i, (index, span) in enumerate(zip(batch, spans, strict=True)):
             yield examples[index], logits[i, span.stop - 1].float()

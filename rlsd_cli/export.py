@@ -15,6 +15,7 @@ nothing half-written. A non-empty `--out` is refused unless `--force`.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,20 @@ def export_run(spec: str, out: Path, *, adapter_only: bool = False, force: bool 
 CARD_MARK = "Exported by rlsd from the run"
 
 
+# What a model folder written by `export` holds (transformers' and PEFT's save_pretrained, and the card): flat files.
+EXPORT_FILE = re.compile(r"README\.md|.+\.(json|safetensors|jinja)|tokenizer\.model|merges\.txt|vocab\.txt")
+
+
 def is_earlier_export(folder: Path) -> bool:
-    """Whether `--force` may replace `folder`: what `rlsd export` wrote there, not a run, a runs folder or a user's."""
+    """Whether `--force` may replace `folder`: what `rlsd export` wrote there (its card, and only files an export
+    writes, no subfolder), not a run, a runs folder or a user's folder."""
     try:
         card = (folder / "README.md").read_text(encoding="utf-8", errors="replace")
+        entries = list(folder.iterdir())
     except OSError:
         return False
-    return CARD_MARK in card and not (folder / "run.json").exists() and not any(folder.glob("*/run.json"))
+    return (CARD_MARK in card and not (folder / "run.json").exists()
+            and all(entry.is_file() and not entry.is_symlink() and EXPORT_FILE.fullmatch(entry.name) for entry in entries))
 
 
 def base_model_name(resolved) -> str:

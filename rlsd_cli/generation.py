@@ -72,8 +72,6 @@ class GenerationSettings:
             raise BadInputError(f"--batch-size must be a positive integer, got {self.batch_size}")
         if not 0 <= self.temperature < float("inf"):  # also NaN
             raise BadInputError(f"--temperature must be 0 (greedy) or a positive number, got {self.temperature}")
-        if self.temperature < 0:
-            raise BadInputError(f"--temperature must be >= 0, got {self.temperature}")
 
 
 @dataclass
@@ -100,6 +98,18 @@ class GenerationStats:
             "seconds": round(self.seconds, 2),
             "tokens_per_second": round(self.tokens_per_second, 1),
         }
+
+
+@contextlib.contextmanager
+def eval_mode(model) -> Iterator[None]:
+    """Dropout off for a scoring pass, then the previous mode back: a model just trained is left in training mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
 
 
 def position_ids_from_mask(attention_mask):

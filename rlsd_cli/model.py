@@ -374,7 +374,8 @@ def _resolve_run(run_dir: Path, spec: str, unfinished_ok: bool = False) -> Resol
 
     record = read_run_record(run_dir)
     base_spec = record["base_model"]["spec"]
-    if (Path(base_spec).expanduser() / "run.json").is_file():  # checked before resolving it: a run naming itself
+    if base_spec.strip() not in EMBEDDED_MODELS and (Path(base_spec).expanduser() / "run.json").is_file():
+        # checked before resolving it, which would recurse if the run named itself
         raise BadInputError(f"{run_dir / 'run.json'}: base_model.spec must be a base model, not another run")
     base = resolve_model(base_spec)
     adapter = run_dir / "adapter"

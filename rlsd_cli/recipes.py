@@ -106,6 +106,7 @@ def apply_recipe(ctx, spec: Path | str | None, values: dict[str, Any]) -> dict[s
     keys = recipe_keys(ctx.command)
     valid = sorted({k for k in keys if "_" not in k or k.replace("_", "-") not in keys})
     values = dict(values)
+    set_here: dict[str, tuple[int, str]] = {}
     for key, value, line in read_recipe(path):
         param = keys.get(key)
         if value is None and param is not None:
@@ -113,9 +114,10 @@ def apply_recipe(ctx, spec: Path | str | None, values: dict[str, Any]) -> dict[s
         if param is None:
             raise BadInputError(f"{path}:{line}: unknown key {key!r} for `rlsd {ctx.command_path.split(' ', 1)[-1]}`; "
                                 f"valid keys: {', '.join(valid)}")
-        if param.name in ctx.meta.get(RECIPE_LINES, {}):  # `max-length` and `max_length` name one setting
-            first = ctx.meta[RECIPE_LINES][param.name]
-            raise BadInputError(f"{path}:{line}: {key} sets what line {first[1]} ({first[2]}) already set; keep one")
+        if param.name in set_here:  # `max-length` and `max_length` name one setting
+            first_line, first_key = set_here[param.name]
+            raise BadInputError(f"{path}:{line}: {key} sets what line {first_line} ({first_key}) already set; keep one")
+        set_here[param.name] = (line, key)
         try:  # a wrong value is an error even where the command line wins
             converted = _convert(param, ctx, value)
         except Exception as exc:  # click's BadParameter (typer vendors click, so match by duck type)

@@ -34,7 +34,6 @@ def read_run_record(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """A run's summary.json, or None when it is missing, unreadable or not what rlsd writes (a JSON object)."""
     try:

@@ -124,7 +124,8 @@ class Run:
         is_run = path.is_dir() and not path.is_symlink() and ((path / RUN_RECORD).is_file() or not any(path.iterdir()))
         if (path.exists() or path.is_symlink()) and not is_run and (resume or force):
             # --force moves only a run (or an empty folder) aside, never a user's file or folder bearing the name
-            raise BadInputError(f"{path}: exists and is not a run folder (no {RUN_RECORD}); pass another --name")
+            raise BadInputError(f"{path}: exists and is not a run folder (a folder, not a link, holding {RUN_RECORD}); "
+                                "pass another --name")
         if path.exists() and not (resume or force):
             raise BadInputError(f"{path}: a run with this name exists; pass --resume to continue it, "
                                 "--force to move it to runs/.trash/, or another --name")

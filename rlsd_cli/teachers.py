@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .generation import cache_keyword, position_ids_from_mask
+from .generation import cache_keyword, eval_mode, position_ids_from_mask
 
 
 def causal_lm(model) -> Any:
@@ -30,18 +30,6 @@ def causal_lm(model) -> Any:
     from peft import PeftModel
 
     return model.base_model.model if isinstance(model, PeftModel) else model
-
-
-@contextlib.contextmanager
-def eval_mode(model) -> Iterator[None]:
-    """Dropout off for a scoring pass, then the previous mode back."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        if was_training:
-            model.train()
 
 
 def completion_hidden_states(model, input_ids, attention_mask, completion_length: int, autocast=None) -> torch.Tensor:

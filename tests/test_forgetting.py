@@ -217,3 +217,23 @@ def test_fact_retention_keeps_what_the_base_states_surely_and_counts_what_a_run_
     with loaded.model.disable_adapter():
         base_facts(loaded, base_rows, sure_gap=1e9)  # nothing stated surely enough: no figure, not a 1.0
     assert fact_retention(loaded, base_rows, rows, "id") == {}
+
+
+def test_teacher_forced_scores_switch_dropout_off_and_leave_the_mode_as_it_was(tiny_model_dir, tmp_path, monkeypatch):
+    """A model just trained is in training mode; drift's and fact_retention's passes must not sample dropout."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from rlsd_cli.model import load_model
+
+    monkeypatch.setenv("RLSD_HOME", str(tmp_path))
+    loaded = load_model(str(tiny_model_dir), quant="fp32")
+    torch.manual_seed(0)
+    loaded.model = get_peft_model(loaded.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.5,
+                                                           init_lora_weights=False))
+    answers = [{"id": "x", "category": "c", "prompt": "Name a colour.", "answer": "Blue is a colour of the sky."}]
+    loaded.model.eval()
+    expected, _ = drift.drift_metrics(loaded, answers)
+    loaded.model.train()
+    assert [drift.drift_metrics(loaded, answers)[0] for _ in range(2)] == [expected, expected]
+    assert loaded.model.training
