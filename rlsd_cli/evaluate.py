@@ -290,8 +290,11 @@ SURE_GAP = 1.0
 
 def _fact_examples(tokenizer, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[int], list[int]]]:
     """(row, prompt ids, the answer's ids up to and including the first token of its matched alias) for every
-    right row whose alias appears in its answer: what follows the fact is not read."""
+    right row whose alias appears in its answer: what follows the fact is not read. None for a slow tokenizer: the
+    alias is found through character offsets, which only fast tokenizers give."""
     examples = []
+    if not getattr(tokenizer, "is_fast", False):
+        return examples
     for row in rows:
         matched = row["verdict"].get("matched")
         found = (re.search(rf"(?<!\w){re.escape(str(matched))}(?!\w)", row["response"], re.IGNORECASE)
@@ -318,13 +321,11 @@ def _fact_logits(loaded, examples):
 
 
 def base_facts(loaded, rows: list[dict[str, Any]], sure_gap: float = SURE_GAP) -> None:
-    """Marks each right answer of the base's knowledge report with the fact it states (`fact`: where, which token,
-    the gap in nats between the base's top two tokens there, and whether the base is sure of it: its top token is
-    the one it said, by `sure_gap` or more). Runs read them from the base's cached report."""
+    """Marks each right answer of the base's knowledge report with the fact it states (`fact`: the fact's first
+    token, the gap in nats between the base's top two tokens there, and whether the base is sure of it: its top
+    token is the one it said, by `sure_gap` or more). Runs read them from the base's cached report."""
     import torch
 
-    if not getattr(loaded.tokenizer, "is_fast", False):
-        return  # the matched alias is found through character offsets, which only fast tokenizers give
     for (row, _, answer), logits in _fact_logits(loaded, _fact_examples(loaded.tokenizer, rows)):
         top = torch.log_softmax(logits, -1).topk(2)
         gap = float(top.values[0] - top.values[1])
@@ -338,15 +339,13 @@ def fact_retention(loaded, base_rows: list[dict[str, Any]], rows: list[dict[str,
     `retention` compares greedy strings, so a run that words an answer differently loses it though it still knows
     the fact: a tenth of a recovered adapter lost 9 of the base's 79 right answers and none of its 60 sure facts.
     Each of the run's rows for a sure fact gets `fact: {"kept": ...}`."""
-    sure = [row for row in base_rows if (row.get("fact") or {}).get("sure")]
-    if not sure or not getattr(loaded.tokenizer, "is_fast", False):
-        return {}
+    examples = _fact_examples(loaded.tokenizer, [row for row in base_rows if (row.get("fact") or {}).get("sure")])
     kept = {str(row[key_field]): int(logits.argmax()) == row["fact"]["token"]
-            for (row, _, _), logits in _fact_logits(loaded, _fact_examples(loaded.tokenizer, sure))}
+            for (row, _, _), logits in _fact_logits(loaded, examples)}
     for row in rows:
         if str(row[key_field]) in kept:
             row["fact"] = {"kept": kept[str(row[key_field])]}
-    return {"fact_retention": sum(kept.values()) / len(sure)}
+    return {"fact_retention": sum(kept.values()) / len(kept)} if kept else {}
 
 
 def score_in_memory(config: EvalConfig, loaded) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def export_run(spec: str, out: Path, *, adapter_only: bool = False, force: bool 
             raise BadInputError(f"--out {out}: not empty; pass an empty or new folder, or --force to replace it")
         if not is_earlier_export(out):
             raise BadInputError(f"--out {out}: --force replaces only an earlier export (rlsd's model card README.md and "
-                                "no run inside); this folder holds other files, so pass a new folder")
+                                "only the files an export writes); this folder holds others, so pass a new folder")
     parent = next((p for p in out.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise BadInputError(f"--out {out}: {parent} is a file, not a folder; pass a folder under a folder")
