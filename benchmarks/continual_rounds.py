@@ -17,6 +17,7 @@ Prints one JSON object: for each setting and seed, the round-two questions' accu
 kept), the stale rate and the IFEval subset after round two's sft and after its recover.
 
     python benchmarks/continual_rounds.py [--settings plain update no-retire] [--seeds 0 1 2] [--parallel 2] [--no-recover]
+        [--round-one chat-mix]     # round one's sft with a setting's flags too (it runs once, seed 0)
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def scores(summary: dict) -> dict:
     after = summary["eval_after"]
     return {**{k: round_two.get(k) for k in keys}, "ifeval": after["ifeval"]["inst_level_loose_acc"],
             "qa_round_one": after["qa"]["accuracy"], "retention": after.get("knowledge", {}).get("retention"),
+            "fact_retention": after.get("knowledge", {}).get("fact_retention"),
             "drift_kl": after.get("drift", {}).get("kl")}
 
 
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="round-two runs at once, one thread each")
     parser.add_argument("--recover", action=argparse.BooleanOptionalAction, default=True,
                         help="also recover after each round-two sft (--no-recover: compare the sft settings only)")
+    parser.add_argument("--round-one", default="plain", choices=list(SETTINGS),
+                        help="the setting whose flags round one's sft takes too (default: the recipe alone)")
     parser.add_argument("--runs", type=Path, default=Path("runs/continual-rounds"))
     args = parser.parse_args()
     runs = args.runs
@@ -91,13 +95,14 @@ def main() -> None:
     qa = ["--eval-qa", str(EXAMPLES / "company_qa.jsonl"), "--eval-qa", str(EXAMPLES / "company_qa_revision2.jsonl")]
     first = runs / "r1-recover"
     if not (runs / "r1-sft" / "summary.json").is_file():
-        rlsd(["sft", str(EXAMPLES / "company"), "--recipe", "cpu-demo-sft", *qa, *EVAL, "--runs-dir", str(runs),
+        rlsd(["sft", str(EXAMPLES / "company"), "--recipe", "cpu-demo-sft", *SETTINGS[args.round_one], *qa, *EVAL, "--runs-dir", str(runs),
               "--name", "r1-sft"], runs / "r1-sft.log", threads=2)
     if not (first / "summary.json").is_file():
         shutil.rmtree(first, ignore_errors=True)  # an interrupted attempt
         rlsd(["recover", "--from", str(runs / "r1-sft"), "--recipe", "cpu-demo-recover", *EVAL, "--runs-dir", str(runs),
               "--name", "r1-recover"], runs / "r1-recover.log", threads=2)
     round_one = json.loads((first / "summary.json").read_text())
+    round_one_sft = json.loads((runs / "r1-sft" / "summary.json").read_text())
 
     def round_two(setting: str, seed: int) -> dict:
         name = f"r2-{setting}-s{seed}"
@@ -115,8 +120,8 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         results = list(pool.map(lambda job: round_two(*job), jobs))
     print(json.dumps({"machine": machine(), "settings": {s: SETTINGS[s] for s in args.settings}, "seeds": args.seeds,
-                      "round_one": {"base": scores({"eval_after": round_one["eval_base"]}),
-                                    "after_recover": scores(round_one)},
+                      "round_one": {"setting": args.round_one, "base": scores({"eval_after": round_one["eval_base"]}),
+                                    "after_sft": scores(round_one_sft), "after_recover": scores(round_one)},
                       "round_two": results, "minutes": round((time.perf_counter() - started) / 60, 1)}, indent=2))
 
 

@@ -63,11 +63,33 @@ def answers_match(predicted: str | None, reference: str) -> bool:
     if a is not None and b is not None:
         return a == b
     try:
-        from math_verify import parse, verify
+        from math_verify import verify
 
-        return bool(verify(parse(reference), parse(predicted)))
+        return bool(verify(math_parse(reference), math_parse(predicted)))
     except Exception:  # math-verify gives up on odd input; fall back to text
         return predicted.strip().lower() == reference.strip().lower()
+
+
+def math_parse(text: str) -> list:
+    """math-verify's reading of an answer. It finds expressions only inside math delimiters, or bare LaTeX it
+    recognises (`\\frac{1}{2}` but not `\\sqrt{2}`), and a `\\boxed{}` answer arrives without either."""
+    from math_verify import parse
+
+    return parse(text) or parse(f"${text}$")
+
+
+def checkable_reference(reference: str) -> bool:
+    """Whether a reference answer is one the math verifier is meant for: a number, or an expression with a digit
+    or a LaTeX command that math-verify reads (`\\frac{1}{2}`, `2x+1`). A word such as "two" is refused: inside
+    math delimiters it would read as the product t*w*o, and no response gives that."""
+    if parse_number(reference) is not None:
+        return True
+    if not re.search(r"[\d\\]", reference):
+        return False
+    try:
+        return bool(math_parse(reference))
+    except Exception:
+        return False
 
 
 def gsm8k_reference(answer_field: str) -> str:

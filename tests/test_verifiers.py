@@ -8,6 +8,7 @@ from rlsd_cli.errors import BadInputError
 from rlsd_cli.verifiers import (
     answers_match,
     build_verifier,
+    checkable_reference,
     extract_final_answer,
     gsm8k_reference,
     parse_number,
@@ -48,6 +49,16 @@ def test_answers_match_by_value(predicted, reference, same):
 def test_parse_number_rejects_words():
     assert parse_number("twelve") is None
     assert parse_number("12%") == 12
+
+
+@pytest.mark.parametrize(("reference", "checkable"), [
+    ("18", True), ("1,072", True), ("-3.5", True), ("3/4", True), ("\\frac{1}{2}", True), ("$\\sqrt{2}$", True),
+    ("2x+1", True), ("two", False), ("x", False), ("", False),
+])
+def test_a_reference_no_answer_could_match_is_told_apart(reference, checkable):
+    assert checkable_reference(reference) is checkable
+    if checkable and reference:  # a checkable reference is matched by itself, boxed as a model would write it
+        assert answers_match(extract_final_answer(f"\\boxed{{{reference.strip('$')}}}"), reference)
 
 
 def test_gsm8k_reference_takes_the_number_after_hashes():

@@ -53,7 +53,12 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 def require(record: dict[str, Any], field_name: str, where: str, kind: type | tuple = str) -> Any:
     value = record.get(field_name)
-    if value is None or not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
+    if value is not None and not isinstance(value, kind):
+        names = " or ".join({str: "text", int: "a number", float: "a number"}.get(k, k.__name__)
+                            for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise BadInputError(f"{where}: '{field_name}' is {type(value).__name__} {json.dumps(value)[:40]}; "
+                            f"it must be {' or '.join(dict.fromkeys(names.split(' or ')))}, such as \"5\" for text")
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise BadInputError(f"{where}: missing or empty '{field_name}'; give every line a non-empty '{field_name}' "
                             "or delete that line")
     return value

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BadInputError
-from ..verifiers import answers_match, extract_final_answer, gsm8k_reference
+from ..verifiers import answers_match, checkable_reference, extract_final_answer, gsm8k_reference
 from .base import Item, Suite, mean, require
 
 MATH_PROMPT = "{question}\n\nSolve it step by step, then give the final answer on the last line as 'Answer: <number>'."
@@ -31,6 +31,9 @@ class MathSuite(Suite):
         question = record.get("prompt") if record.get("prompt") is not None else record.get("question")
         question = require({"prompt": question}, "prompt", where + " ('prompt' or 'question')")
         answer = gsm8k_reference(str(require(record, "answer", where, (str, int, float))))
+        if not checkable_reference(answer):
+            raise BadInputError(f"{where}: 'answer' {answer[:40]!r} is neither a number nor a math expression, so no "
+                                "response could match it; write it as a number (2, not two) or in LaTeX")
         solution = record.get("solution")
         if solution is not None and not isinstance(solution, str):
             raise BadInputError(f"{where}: 'solution' must be text (a worked solution) or left out")
