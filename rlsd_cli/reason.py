@@ -28,6 +28,7 @@ from peft.utils import set_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
+from trl.rewards import get_soft_overlong_punishment
 from trl.trainer.utils import add_fused_lm_head
 
 from .chat_format import left_padding
@@ -76,7 +77,8 @@ PRIVILEGED_TEMPLATE = (
 # is the policy collapsing, is the answer leaking).
 TRAINING_PANELS = {
     "reward and accuracy": ["reward", "accuracy", "eval/math/accuracy"],
-    "groups without reward variance (first draw) and kept": ["groups/zero_std_first", "groups/kept_share"],
+    "shares: groups without reward variance (first draw), groups kept, completions punished as overlong": [
+        "groups/zero_std_first", "groups/kept_share", "overlong/penalised"],
     "RLSD token weights w_t": ["w/mean", "w/p10", "w/p90", "w/clipped"],
     "PPO clip fraction": ["clip_fraction"],
     "entropy": ["entropy_mean"],
@@ -226,7 +228,9 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         if self.model.training and self.curriculum.by_pass_rate:
             inputs = self._curriculum_rows(len(inputs), round_index=0)
         output, rewards = self._sample_groups(inputs)
-        self._metrics["train"]["accuracy"].append((rewards > 0.5).float().mean().item())
+        self._metrics["train"]["accuracy"].append((self._rewards[:, 0] > 0.5).float().mean().item())
+        if self._rewards.size(1) > 1:  # the overlong punishment's share of penalised completions
+            self._metrics["train"]["overlong/penalised"].append((self._rewards[:, 1] < 0).float().mean().item())
         signal = groups_with_signal(rewards, self.num_generations)
         self._metrics["train"]["groups/zero_std_first"].append(1.0 - signal.float().mean().item())
         if self.model.training and self.refill_rounds > 0:
@@ -244,10 +248,11 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         rows = output["completion_ids"].size(0)
         mine = slice(self.accelerator.process_index * rows, (self.accelerator.process_index + 1) * rows)
         output["advantages"] = group_advantages(rewards, self.num_generations)[mine].to(output["completion_ids"].device)
-        if self.model.training:
+        if self.model.training:  # pass rates count the verifier's verdicts (column 0), not a length penalty
             problems = gather_object([row["problem"] for row in inputs])
+            verdicts = self._rewards[:, 0]
             for start in range(0, len(problems), self.num_generations):
-                self.curriculum.record(problems[start], rewards[start:start + self.num_generations].tolist())
+                self.curriculum.record(problems[start], verdicts[start:start + self.num_generations].tolist())
         return output, rewards
 
     def _draw_key(self, round_index: int) -> int:
@@ -375,6 +380,9 @@ class ReasonRecipe(TrainingRecipe):
         self.rows = training_rows(self.train_file, config.privileged)
         self.device_defaults = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
         self.device_defaults["filled"] = config.fill_device_defaults(self.device_defaults["device"])
+        if config.overlong_cache >= config.max_new_tokens:
+            raise BadInputError(f"--overlong-cache {config.overlong_cache} leaves no unpunished length under "
+                                f"--max-new-tokens {config.max_new_tokens}; give it fewer tokens than that")
         self.curriculum = ProblemCurriculum([row["level"] for row in self.rows], config.seed,
                                             by_pass_rate=config.curriculum == "pass-rate")
 
@@ -413,6 +421,9 @@ class ReasonRecipe(TrainingRecipe):
             return [verifier(text, {"answer": a, "solution": s}) for text, a, s in zip(texts, columns["answer"], columns["solution"], strict=True)]
 
         reward.__name__ = "verifier"
+        reward_funcs = [reward]  # the verifier first: its column is the accuracy and the curriculum's pass rate
+        if config.overlong_cache:
+            reward_funcs.append(get_soft_overlong_punishment(config.max_new_tokens, config.overlong_cache))
         args = GRPOConfig(
             **on_policy_trainer_kwargs(config, loaded, run, self.rollouts_per_process),
             num_generations=config.num_generations,
@@ -429,7 +440,7 @@ class ReasonRecipe(TrainingRecipe):
         if isinstance(self.teacher, SnapshotTeacher):
             callbacks = [*callbacks, TeacherSync(loaded.model, TEACHER_ADAPTER, config.teacher_sync_steps)]
         return SelfDistilledGRPOTrainer(
-            model=loaded.model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(self.rows),
+            model=loaded.model, reward_funcs=reward_funcs, args=args, train_dataset=Dataset.from_list(self.rows),
             processing_class=loaded.tokenizer, callbacks=[RunLogger(run, f"reason ({config.algo})", show=("reward", "accuracy")), *callbacks],
             algo=config.algo, teacher=self.teacher, lam=config.lam, decay_steps=config.lambda_decay_steps,
             eps_w=config.eps_w, eps_low=config.eps_low, eps_high=config.eps_high, dual_clip=config.dual_clip,

@@ -104,3 +104,26 @@ def test_reason_refills_steps_with_groups_that_carry_signal(tiny_model_dir, tmp_
     assert record["sampling"] == {"curriculum": "pass-rate", "dynamic_sampling_rounds": 2}
     cpu = REASON_DEVICE_DEFAULTS["cpu"]
     assert record["device_defaults"] == {"device": "cpu", "filled": {"temperature": cpu["temperature"], "lr": cpu["lr"]}}
+
+
+def test_overlong_punishment_lowers_the_reward_but_not_the_accuracy_or_pass_rates(tmp_path, tiny_model_dir):
+    """DAPO's soft overlong punishment is a second reward column: it moves the advantage, while accuracy and the
+    curriculum's pass rates count the verifier alone (a long right answer is still right)."""
+    data = tmp_path / "arith"
+    write_math_data(data, n=12, seed=0)
+    (tmp_path / "always_right.py").write_text("def score(completion, example):\n    return 1.0\n")
+    runs = tmp_path / "runs"
+    common = ["reason", "--data", str(data), "--model", str(tiny_model_dir), "--algo", "grpo", "--steps", "2",
+              "--num-generations", "4", "--prompts-per-step", "1", "--max-new-tokens", "8", "--eval-limit", "2",
+              "--verifier", "python:always_right:score", "--runs-dir", str(runs), "--json", "--no-forgetting"]
+    result = run_cli(*common, "--overlong-cache", "6", "--name", "long", env_extra={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    steps = [r for r in map(json.loads, (runs / "long" / "metrics.jsonl").read_text().splitlines()) if "reward" in r]
+    assert steps and all(r["accuracy"] == 1.0 for r in steps)
+    # A random tiny model rarely stops before 8 tokens: past 2 tokens every completion is penalised.
+    assert all(r["overlong/penalised"] > 0 and r["reward"] < 1.0 for r in steps)
+    levels = summary["pass_rate_by_level"].values()  # (solved + 1) / (tried + 2): every sample counted as solved
+    assert levels and all(v["pass_rate"] == round((v["samples"] + 1) / (v["samples"] + 2), 3) for v in levels)
+    refused = run_cli(*common, "--overlong-cache", "8", "--name", "bad", env_extra={"PYTHONPATH": str(tmp_path)})
+    assert refused.returncode == 2 and "--overlong-cache 8" in refused.stderr and not (runs / "bad").exists()
