@@ -32,9 +32,9 @@ from .distributed import per_process_share
 from .errors import BadInputError
 from .evaluate import EvalConfig
 from .losses import chunked_reverse_kl, on_policy_distillation_loss, sampled_reverse_kl, self_sft_loss
-from .model import LoadedModel, load_model, resolve_model
+from .model import LoadedModel, load_model, resolve_model, weights_hash
 from .plots import plot_curves
-from .replay import builtin_instructions, builtin_set_files, read_prompts
+from .replay import builtin_instructions, builtin_set_files, read_prompts, replay_conversations
 from .run_record import RUN_RECORD
 from .runs import Run
 from .teachers import (
@@ -61,6 +61,8 @@ KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
 SNAPSHOT_ADAPTER = "sft_snapshot"
 # Token means logged each step, added up over all processes before they are logged.
 LOGGED_KEYS = ("reverse_kl", "logp/student", "logp/teacher", "reverse_kl/keep", "reverse_kl/general")
+# The base's cached answers are as long as sft's replay made them (its --replay-max-new-tokens default).
+BASE_ANSWER_TOKENS = 128
 
 
 # ---------------------------------------------------------------- prompts
@@ -201,10 +203,12 @@ class OnPolicyDistillationTrainer(EvalModeRollouts, DistillationTrainer):
     reverse-KL policy gradient or the full-vocabulary reverse KL, the supervised anchor on the sft run's Q/A pairs,
     and the self-SFT baseline. TRL's generation, batching, logging and checkpoints are kept."""
 
-    def __init__(self, *args, teachers, method, divergence, samples_per_prompt, keep_mix, anchor, autocast, **kwargs):
+    def __init__(self, *args, teachers, method, divergence, samples_per_prompt, keep_mix, anchor, autocast,
+                 base_answers=None, **kwargs):
         self.teachers = teachers
         self.keep_mix = keep_mix
         self.anchor = anchor  # per-step supervised batches of the sft run's Q/A pairs, or None
+        self.base_answers = base_answers  # per-step batches of the base's own answers, or None
         self.method = method
         self.divergence = divergence
         self.samples_per_prompt = samples_per_prompt
@@ -260,8 +264,14 @@ class OnPolicyDistillationTrainer(EvalModeRollouts, DistillationTrainer):
         # N processes give exactly the gradient one process gives on the whole step.
         shares = [(kind, share, rows, tokens / self.accelerator.num_processes) for kind, share, rows, tokens
                   in kind_shares(inputs["is_keep"], self.keep_mix, (inputs["keep_tokens"], inputs["general_tokens"]))]
+        if self.base_answers is not None:  # the general prompts' part: their samples and the base's answers alike
+            general = 1.0 if self.anchor is not None else 1.0 - self.keep_mix
+            shares = [(kind, share * 0.5 if kind == "general" else share, rows, tokens)
+                      for kind, share, rows, tokens in shares]
         loss_of = self._full_divergence_loss if self.divergence == "full" else self._sampled_token_loss
         loss, entropy_sum, valid = loss_of(unwrapped_student, shares, input_ids, attention_mask, inputs)
+        if self.base_answers is not None:
+            loss = loss + 0.5 * general * self._base_answers_loss(unwrapped_student)
         if self.anchor is not None:
             loss = (1.0 - self.keep_mix) * loss + self.keep_mix * self._anchor_loss(unwrapped_student)
         return loss, entropy_sum, valid
@@ -313,16 +323,33 @@ class OnPolicyDistillationTrainer(EvalModeRollouts, DistillationTrainer):
         self._add_logged_sums(logged)
         return loss, entropy_sum, valid
 
-    def _anchor_loss(self, student):
-        """Token-mean NLL of this step's sft Q/A answers (teacher-forced: no sampling needed). Every process
-        takes the same batch, so the averaged gradient is the one-process gradient."""
-        batch = self.anchor[min(self.state.global_step, len(self.anchor) - 1)]
+    def _padded(self, batch):
+        """(ids, attention, answer-token mask) of a step's teacher-forced examples, padded on the right."""
         width = max(len(e["input_ids"]) for e in batch)
         pad = self.processing_class.pad_token_id
         ids = torch.tensor([e["input_ids"] + [pad] * (width - len(e["input_ids"])) for e in batch])
         attention = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in batch])
         targets = torch.tensor([e["assistant_masks"] + [0] * (width - len(e["input_ids"])) for e in batch])
-        ids, attention, targets = (t.to(self.accelerator.device) for t in (ids, attention, targets))
+        return tuple(t.to(self.accelerator.device) for t in (ids, attention, targets))
+
+    def _step_batch(self, batches):
+        return batches[min(self.state.global_step, len(batches) - 1)]
+
+    def _base_answers_loss(self, student):
+        """The reverse KL to the base on this step's base answers (`teacher_forced_kl`). On-policy samples reach a
+        few prompts per step at the cost of generation; these reach many for two forward passes. TRL's GKD mixes
+        the two kinds of sequence by a coin flip per batch (`lmbda`); its DistillationTrainer, which recover
+        extends, samples only. Every process takes the same batch."""
+        ids, attention, targets = self._padded(self._step_batch(self.base_answers))
+        kl = teacher_forced_kl(student, self.teachers["general"], ids, attention, targets, self.autocast())
+        self._metrics["train"]["base_answers/kl"].append(kl.item())
+        return kl
+
+    def _anchor_loss(self, student):
+        """Token-mean NLL of this step's sft Q/A answers (teacher-forced: no sampling needed). Every process
+        takes the same batch, so the averaged gradient is the one-process gradient."""
+        ids, attention, targets = self._padded(self._step_batch(self.anchor))
+        width = ids.size(1)
         logps, _ = completion_logps(student, ids, attention, width - 1, self.autocast())
         nll = self_sft_loss(logps, targets[:, 1:].float(), targets[:, 1:].float().sum().clamp(min=1.0))
         self._metrics["train"]["keep/nll"].append(nll.item())
@@ -343,6 +370,21 @@ class OnPolicyDistillationTrainer(EvalModeRollouts, DistillationTrainer):
             if count > 0:
                 self._metrics["train"][key].append(value / count)
         self._logged_sums = {}
+
+
+def teacher_forced_kl(student, teacher, ids, attention, answer_mask, autocast=None) -> torch.Tensor:
+    """Token-mean full-vocabulary reverse KL(student || teacher) at every answer token of given sequences
+    (`answer_mask` marks the tokens to predict), both models teacher-forced on the same text."""
+    length = ids.size(1) - 1
+    student_hidden = completion_hidden_states(student, ids, attention, length, autocast)
+    with teacher.scoring() as model:
+        teacher_hidden = completion_hidden_states(model, ids, attention, length, autocast)
+        teacher_head = causal_lm(model).get_output_embeddings()
+    mask = answer_mask[:, 1:]
+    kl, _, _ = chunked_reverse_kl(student_hidden.float(), teacher_hidden.float(),
+                                  causal_lm(student).get_output_embeddings().weight.float(),
+                                  teacher_head.weight.float(), mask, mask.sum().clamp(min=1))
+    return kl
 
 
 # ---------------------------------------------------------------- the verb
@@ -423,6 +465,17 @@ class RecoverRecipe(TrainingRecipe):
                     examples[made_in == newest_round and newest_round > 1].append(example)
             self.anchor = anchor_batches(examples[False], config.keep_examples_per_step, config.steps, config.seed,
                                          newest=examples[True], newest_share=config.keep_newest_share)
+        self.base_answers, self.base_answer_info = None, None
+        if config.base_answers:
+            with loaded.model.disable_adapter():  # generated by the base, once, if sft has not cached them
+                conversations, self.base_answer_info = replay_conversations(
+                    loaded, weights_hash(loaded.resolved.path), BASE_ANSWER_TOKENS, config.base_answer_sets)
+            examples = [e for e in (chat_example(loaded.tokenizer, m, 320, "base-answer") for m in conversations) if e]
+            if not examples:
+                raise BadInputError(f"--base-answers: the base model finished no answer to the {config.base_answer_sets} "
+                                    f"instructions (cached in {', '.join(self.base_answer_info['cache'])}); choose "
+                                    "other sets with --base-answer-sets, or --base-answers 0")
+            self.base_answers = anchor_batches(examples, config.base_answers, config.steps, config.seed + 1)
         if self.keep:
             loaded.model.load_adapter(str(parent.adapter_path), adapter_name=SNAPSHOT_ADAPTER, is_trainable=False)
             loaded.model.set_adapter("default")
@@ -448,7 +501,7 @@ class RecoverRecipe(TrainingRecipe):
             callbacks=[RunLogger(run, "recover", show=("reverse_kl",)), *callbacks],
             teachers=self.teachers, method=config.method, divergence=config.divergence,
             samples_per_prompt=config.samples_per_prompt, keep_mix=config.keep_mix if (self.keep or self.anchor) else 0.0,
-            anchor=self.anchor, autocast=loaded.autocast,
+            anchor=self.anchor, autocast=loaded.autocast, base_answers=self.base_answers,
         )
 
     def describe(self, trainer) -> str:
@@ -459,8 +512,10 @@ class RecoverRecipe(TrainingRecipe):
             keeping = f"{round(config.prompts_per_step * config.keep_mix)} prompts per step from the documents, taught by the sft snapshot"
         else:
             keeping = "nothing kept from the documents (--keep-mix 0)"
-        return (f"recover: {config.steps} steps of {config.prompts_per_step} prompts x {config.samples_per_prompt} samples; "
-                f"{keeping}; teacher: {self.teacher_info['general']}")
+        base_answers = (f"; {config.base_answers} of the base's own answers ({config.base_answer_sets}) per step, "
+                        "teacher-forced" if self.base_answers else "")
+        return (f"recover: {config.steps} steps of {config.prompts_per_step} prompts x {config.samples_per_prompt} samples"
+                f"{base_answers}; {keeping}; teacher: {self.teacher_info['general']}")
 
     def finish(self, loaded: LoadedModel) -> None:
         if self.keep:
@@ -479,6 +534,7 @@ class RecoverRecipe(TrainingRecipe):
             "general_prompts": self.general_source,
             "knowledge_prompts": len(self.keep) or len(self.anchor_pairs),
             "keep_with": config.keep_with if config.keep_mix > 0 else None,
+            "base_answers": self.base_answer_info,
             "reverse_kl_first": mean_or_none([m["reverse_kl"] for m in steps[:3]]),
             "reverse_kl_last": mean_or_none([m["reverse_kl"] for m in steps[-3:]]),
             "mean_length_first": mean_or_none([m.get("completions/mean_length") for m in steps[:3]]),

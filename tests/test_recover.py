@@ -13,7 +13,7 @@ import torch
 
 from conftest import assert_same_adapter, run_cli, stop_when_logged
 from rlsd_cli.errors import BadInputError
-from rlsd_cli.recover import RecoverConfig, step_prompts
+from rlsd_cli.recover import RecoverConfig, step_prompts, teacher_forced_kl
 from rlsd_cli.teachers import (
     AdapterOffTeacher,
     SnapshotTeacher,
@@ -60,6 +60,65 @@ def test_adapter_off_teacher_scores_exactly_like_a_separate_base_copy(tiny_sft_r
     torch.testing.assert_close(from_toggle, from_copy, rtol=0, atol=1e-5)
     assert (from_student - from_copy).abs().max() > 1e-3  # the adapter is on again, and it was trained
     assert student.model.training  # the scoring pass put the student back in train mode
+
+
+def test_teacher_forced_kl_to_the_base_counts_answer_tokens_and_vanishes_without_the_adapter(tiny_sft_run):
+    from rlsd_cli.chat_format import chat_example
+    from rlsd_cli.model import load_model
+
+    student = load_model(str(tiny_sft_run), quant="none", trainable=True)
+    chats = [[{"role": "user", "content": "Name a fruit."}, {"role": "assistant", "content": "An apple, often red."}],
+             [{"role": "user", "content": "Say hi to the team, please."}, {"role": "assistant", "content": "Hi!"}]]
+    examples = [chat_example(student.tokenizer, m, 64, "base-answer") for m in chats]
+    width = max(len(e["input_ids"]) for e in examples)
+    pad = lambda values: torch.tensor([v + [0] * (width - len(v)) for v in values])  # noqa: E731
+    ids = pad([e["input_ids"] for e in examples])
+    attention = pad([[1] * len(e["input_ids"]) for e in examples])
+    answers = pad([e["assistant_masks"] for e in examples])
+    teacher = AdapterOffTeacher(student.model)
+    kl = teacher_forced_kl(student.model, teacher, ids, attention, answers)
+    assert kl.item() > 1e-4 and kl.requires_grad  # the trained adapter differs from the base, and it learns from it
+    kl.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in student.model.named_parameters() if "lora_" in n)
+    # Only answer tokens count: a prompt-only mask gives 0 whatever the models say there.
+    prompt_only = teacher_forced_kl(student.model, teacher, ids, attention, torch.zeros_like(answers))
+    assert prompt_only.item() == 0.0
+    with torch.no_grad():
+        for name, param in student.model.named_parameters():
+            if "lora_B" in name:
+                param.zero_()
+    assert teacher_forced_kl(student.model, teacher, ids, attention, answers).item() < 1e-6
+
+
+def test_recover_with_the_base_answers_logs_their_kl_each_step(tiny_sft_run, tiny_model_dir, tmp_path, monkeypatch):
+    from rlsd_cli.model import weights_hash
+    from rlsd_cli.replay import FACTUAL_INSTRUCTIONS, builtin_instructions, replay_cache_path
+
+    monkeypatch.setenv("RLSD_HOME", str(tmp_path / "home"))
+    common = ["recover", "--from", str(tiny_sft_run), "--steps", "2", "--max-new-tokens", "8", "--prompts-per-step", "2",
+              "--samples-per-prompt", "2", "--base-answers", "3", "--base-answer-sets", "factual",
+              "--runs-dir", str(tmp_path), "--json"]
+    cache = replay_cache_path(weights_hash(tiny_model_dir), 128, FACTUAL_INSTRUCTIONS)
+    cache.parent.mkdir(parents=True)
+
+    def write_cache(answer):  # the base's cached answers, as generating them would have left them (it is slow)
+        cache.write_text("".join(json.dumps({"id": i["id"], "prompt": i["prompt"], "answer": answer(n),
+                                             "finished": answer(n) is not None}) + "\n"
+                                 for n, i in enumerate(builtin_instructions(FACTUAL_INSTRUCTIONS))))
+
+    # The tiny random model never ends a sentence, so all its answers are dropped: a one-line error, no run left.
+    write_cache(lambda n: None)
+    refused = run_cli(*common, "--name", "none")
+    assert refused.returncode == 2 and "finished no answer" in refused.stderr and not (tmp_path / "none").exists()
+    write_cache(lambda n: f"It is answer {n}.")
+    result = run_cli(*common, "--name", "b")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["base_answers"]["sets"] == "factual" and summary["base_answers"]["kept"] > 0
+    rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    kl = [r["base_answers/kl"] for r in rows if "base_answers/kl" in r]
+    assert len(kl) == 2 and all(0 < x < 10 for x in kl)
+    assert "of the base's own answers (factual) per step" in result.stderr
 
 
 def test_snapshot_teacher_keeps_the_sft_adapter_while_the_student_moves(tiny_sft_run):
