@@ -152,21 +152,17 @@ def chunked_reverse_kl(
     Returns (sum over counted tokens / normalizer, the student's entropy summed over them, how many were counted);
     `normalizer` defaults to that count (token-mean). Adapted from TRL 1.16's private `_chunked_divergence_loss`
     (trl/trainer/distillation_trainer.py) at beta = 1, without its FSDP, bias, logit-scale and soft-capping options:
-    the tiled forward and backward are TRL's `ChunkedDivergenceFunction`. Where TRL has no Triton kernel (the CPU)
-    every position is projected and the masked ones are zeroed, as TRL does there.
+    the tiled forward and backward are TRL's `ChunkedDivergenceFunction`.
     """
     from trl.kernels.chunked_divergence import ChunkedDivergenceFunction
 
     valid = mask.reshape(-1) != 0
-    h_s = student_hidden.reshape(-1, student_hidden.size(-1))
-    h_t = teacher_hidden.reshape(-1, teacher_hidden.size(-1))
-    compact = student_hidden.device.type in ("cuda", "xpu")
-    if compact:
-        h_s, h_t = h_s[valid], h_t[valid]
+    # Only the counted positions are projected, on every device (TRL compacts only where its Triton kernel runs):
+    # the projections are the cost, and a teacher-forced batch is mostly prompt and padding.
+    h_s = student_hidden.reshape(-1, student_hidden.size(-1))[valid]
+    h_t = teacher_hidden.reshape(-1, teacher_hidden.size(-1))[valid]
     divergence, entropy = ChunkedDivergenceFunction.apply(
         h_s, student_head, None, h_t, teacher_head, None, 1.0, 1.0, 1.0, None, 1.0, None)
-    if not compact:
-        divergence, entropy = divergence.masked_fill(~valid, 0), entropy.masked_fill(~valid, 0)
     count = valid.sum()
     if normalizer is None:
         normalizer = count.clamp(min=1)
