@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerState
 
 from . import env
 from .console import say
@@ -176,6 +176,10 @@ class StopAtStepEnd(TrainerCallback):
         if any_process(self.requested, args.device):
             control.should_save = True
             control.should_training_stop = True
+        if state.global_step >= state.max_steps:
+            # The trained state is a checkpoint too: a signal while the trained model is scored (minutes of
+            # generation) then costs no training, and --resume only scores it.
+            control.should_save = True
         return control
 
     @contextlib.contextmanager
@@ -218,6 +222,15 @@ def complete_checkpoint(folder: Path) -> bool:
     return (folder / "adapter_model.safetensors").is_file() and (folder / "optimizer.pt").is_file()
 
 
+def finished_checkpoint(folder: Path) -> bool:
+    """Whether a complete checkpoint holds the run's last step (saved before the trained model is scored)."""
+    import json
+
+    state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    steps, done = state.get("max_steps"), state.get("global_step")
+    return isinstance(steps, int) and isinstance(done, int) and 0 < steps <= done
+
+
 def latest_checkpoint(run: Run) -> Path | None:
     """The newest complete checkpoint; incomplete ones (a save cut short) are passed over."""
     folder = run.path / "checkpoints"
@@ -243,6 +256,12 @@ def train(trainer, run: Run, resume: bool) -> None:
         run.drop_metrics_after(0)
     elif checkpoint is not None:
         run.drop_metrics_after(int(checkpoint.name.rsplit("-", 1)[-1]))
+    if checkpoint is not None and finished_checkpoint(checkpoint):
+        # Trainer resumed from its last step trains one step more, so the finished state is loaded instead.
+        say(f"{checkpoint}: training had finished; scoring it")
+        trainer._load_from_checkpoint(str(checkpoint))
+        trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+        return
     stopper = StopAtStepEnd()
     trainer.add_callback(stopper)
     trainer.callback_handler.callbacks.insert(0, StopWhenNonFinite(run))  # before the step is logged as a number
@@ -254,10 +273,21 @@ def train(trainer, run: Run, resume: bool) -> None:
         where = f"the last complete checkpoint is {last}" if last else "no checkpoint was written"
         raise Interrupted(f"stopped at once at step {trainer.state.global_step}; {where}. "
                           f"Resume with: {resume_command(run.name)}") from None
-    if stopper.requested and trainer.state.global_step < trainer.state.max_steps:
+    if stopper.requested:
         step = trainer.state.global_step
-        raise Interrupted(f"stopped after step {step}; checkpoint saved in {run.path / 'checkpoints'}. "
+        done = "the last step" if step >= trainer.state.max_steps else f"step {step}"
+        raise Interrupted(f"stopped after {done}; checkpoint saved in {run.path / 'checkpoints'}. "
                           f"Resume with: {resume_command(run.name)}")
+
+
+@contextlib.contextmanager
+def scoring_trained(run: Run):
+    """A signal while the trained model is saved and scored leaves its final checkpoint: say how to finish."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped while scoring the trained model; its training is saved in "
+                          f"{run.path / 'checkpoints'}. Resume (it only scores) with: {resume_command(run.name)}") from None
 
 
 def config_record(config) -> dict[str, Any]:
@@ -478,10 +508,10 @@ def run_recipe(recipe: TrainingRecipe) -> dict[str, Any]:
     train_started = time.perf_counter()
     train(trainer, run, config.resume)
     train_seconds = time.perf_counter() - train_started
-    recipe.finish(loaded)
-    run.save_adapter(loaded.model)
-
-    after = score(eval_configs, loaded, str(run.path), drift=drift)
+    with scoring_trained(run):
+        recipe.finish(loaded)
+        run.save_adapter(loaded.model)
+        after = score(eval_configs, loaded, str(run.path), drift=drift)
     if periodic and after:
         run.log_metrics(trainer.state.global_step, **eval_row(after))
     summary = {

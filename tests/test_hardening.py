@@ -126,6 +126,38 @@ def test_sigterm_while_the_base_is_scored_removes_the_new_run_folder(tiny_model_
     assert not (runs / "x").exists()
 
 
+def test_sigterm_while_the_trained_model_is_scored_keeps_the_training_and_resume_only_scores(tiny_model_dir, tmp_path):
+    """Scoring after training takes minutes on a real model; a signal there must not cost the training."""
+    runs = tmp_path / "runs"
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"question": f"What is fact {i}?", "answer": str(i)}) + "\n" for i in range(400)))
+    rlsd = str(Path(sys.executable).with_name("rlsd"))
+    args = [rlsd, "sft", str(DOCS), "--model", str(tiny_model_dir), *TINY_SFT, "--max-steps", "2", "--eval-qa", str(qa),
+            "--runs-dir", str(runs), "--name", "x"]
+    environment = dict(os.environ, RLSD_HOME=str(tmp_path / "home"))
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=environment)
+    generating = 0
+    for line in process.stderr:
+        generating += line.startswith("qa: generating")
+        if generating == 2:  # the first scores the start, the second the trained model
+            process.send_signal(signal.SIGTERM)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130
+    errors = [line for line in rest.splitlines() if line.startswith("rlsd: error:")]
+    assert len(errors) == 1 and "training is saved" in errors[0] and "--resume" in errors[0], rest
+    assert (runs / "x" / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not (runs / "x" / "summary.json").exists()
+    resumed = subprocess.run([*args, "--resume"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             env=environment, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "starting from the beginning" not in resumed.stderr and not (runs / "x" / "metrics-discarded.jsonl").exists()
+    summary = json.loads((runs / "x" / "summary.json").read_text())
+    assert summary["steps"] == 2
+    steps = [json.loads(row)["step"] for row in (runs / "x" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]  # the two trained steps, logged once: nothing was trained again
+
+
 def test_a_byte_order_mark_in_an_evaluation_file_is_accepted(tmp_path):
     data, responses = tmp_path / "q.jsonl", tmp_path / "r.jsonl"
     data.write_bytes(b"\xef\xbb\xbf" + json.dumps({"question": "q", "answer": "Harbour"}).encode() + b"\n")
