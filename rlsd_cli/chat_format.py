@@ -35,6 +35,10 @@ def validate_messages(messages: Any, where: str = "messages") -> list[Message]:
             raise BadInputError(
                 f"{where}[{i}]: each message needs 'role' (system, user or assistant) and a string 'content'"
             )
+    turns = [m["role"] for m in messages if m["role"] != "system"]
+    if turns and turns[0] != "user":
+        raise BadInputError(f"{where}: the conversation opens with an {turns[0]} turn; chat templates need the "
+                            "user to speak first (after any system message)")
     return messages
 
 

@@ -19,7 +19,7 @@ import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
-from typer.exceptions import Abort  # noqa: E402
+from typer.exceptions import Abort, Exit  # noqa: E402
 
 from . import __version__, console, distributed  # noqa: E402
 from .configs import ReasonConfig, RecoverConfig, SFTConfig, describe_bounds, flag_name  # noqa: E402
@@ -65,6 +65,13 @@ class _Group(TyperGroup):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}; check the path, its permissions and the free disk space", 2)
+        except (ClickException, Abort, Exit):  # click's own ways out, handled in main()
+            raise
+        except Exception as exc:  # a bug: still one line (and the unstarted run folder removed), exit 1
+            if os.environ.get("RLSD_DEBUG"):
+                raise
+            _fail(f"internal error ({type(exc).__name__}: {exc}); this is a bug in rlsd. RLSD_DEBUG=1 shows the "
+                  "traceback; please report it with the command", 1)
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:

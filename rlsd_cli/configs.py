@@ -127,7 +127,8 @@ class PrecisionOptions(Options):
 class RunOptions(Options):
     """Where a training run's folder lives and how the run starts (sft, recover, reason)."""
 
-    seed: int = option(0, "Seed of everything random in the run (the same seed gives the same run).", ge=0)
+    seed: int = option(0, "Seed of everything random in the run (the same seed gives the same run).", ge=0,
+                       le=2**32 - 1)  # numpy's seed range
     name: str | None = option(None, "Run name (default <verb>-<timestamp>).")
     runs_dir: Path | None = option(None, "Where run folders live (default: ./runs, or $RLSD_RUNS).")
     resume: bool = option(False, "Continue the run named --name from its last checkpoint.")
@@ -147,6 +148,12 @@ class RunOptions(Options):
         if self.resume and self.force:
             raise BadInputError("--resume and --force contradict each other: --resume continues the run, --force "
                                 "starts it again; pass one")
+        if self.report_to != "none":
+            import importlib.util
+
+            if importlib.util.find_spec(self.report_to) is None:  # Trainer would fail only once the run has begun
+                raise BadInputError(f"--report-to {self.report_to}: the {self.report_to} package is not installed; "
+                                    f"pip install {self.report_to}, or leave out --report-to")
 
 
 @dataclass(kw_only=True)
@@ -203,7 +210,7 @@ class PeriodicEvalOptions(Options):
 @dataclass(kw_only=True)
 class LoraOptions(Options):
     lora_r: int = option(16, "LoRA rank.", ge=1, le=4096)
-    lora_alpha: int | None = option(None, "LoRA alpha (default: 2 x --lora-r).", ge=1)
+    lora_alpha: int | None = option(None, "LoRA alpha (default: 2 x --lora-r).", ge=1, le=65536)
 
     def check(self) -> None:
         super().check()
@@ -226,7 +233,7 @@ class SFTConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, EvalOpt
     lr: float = option(2e-3, "Learning rate.", gt=0)
     epochs: float = option(6.0, "Passes over the examples.", gt=0)
     max_steps: int = option(-1, "Stop after this many optimizer steps (overrides --epochs; -1: off).", ge=-1)
-    batch_size: int = option(8, "Examples per step (per device).", ge=1)
+    batch_size: int = option(8, "Examples per step (per device).", ge=1, le=65536)
     grad_accum: int = option(1, "Gradient accumulation steps.", ge=1)
     max_length: int = option(256, "Tokens per example (document windows and chats).", ge=32)
     chunk_overlap: int = option(32, "Tokens shared by consecutive document windows (less than half of --max-length).",

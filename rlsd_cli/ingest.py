@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 from .chat_format import validate_messages
 from .errors import BadInputError
+from .suites.base import parse_json
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -167,11 +167,9 @@ def _json_records(path: Path) -> list[tuple[str, Any]]:
     text = _read_utf8(path)
     if path.suffix == ".json":
         try:
-            data = json.loads(text)
+            data = parse_json(text)
         except ValueError as exc:
-            raise Skip(f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
-        except RecursionError:
-            raise Skip("JSON nested too deeply to read") from None
+            raise Skip(f"not valid JSON ({exc})") from None
         data = data if isinstance(data, list) else [data]
         return [(f"{path}[{i}]", record) for i, record in enumerate(data)]
     records = []
@@ -179,11 +177,9 @@ def _json_records(path: Path) -> list[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append((f"{path}:{number}", json.loads(line)))
+            records.append((f"{path}:{number}", parse_json(line)))
         except ValueError as exc:
-            raise Skip(f"line {number} is not valid JSON ({exc.msg}); fix or delete that line") from None
-        except RecursionError:
-            raise Skip(f"line {number} is JSON nested too deeply to read; fix or delete that line") from None
+            raise Skip(f"line {number} is not valid JSON ({exc}); fix or delete that line") from None
     return records
 
 

@@ -64,7 +64,13 @@ def read_knowledge(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / KNOWLEDGE
     if not path.is_file() or path.stat().st_size == 0:  # a round may have made no pairs
         return []
-    return [pair for _, pair in read_jsonl(path)]
+    pairs = []
+    for number, pair in read_jsonl(path):
+        if not all(isinstance(pair.get(key), str) for key in ("prompt", "answer")):
+            raise BadInputError(f"{path}:{number}: a Q/A pair needs text 'prompt' and 'answer'; the run's knowledge "
+                                "was edited or damaged: restore it, or start the round from an earlier run")
+        pairs.append(pair)
+    return pairs
 
 
 def ancestors(run_dir: Path) -> list[Path]:

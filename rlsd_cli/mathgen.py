@@ -98,6 +98,9 @@ def generate_problems(n: int, seed: int = 0, max_steps: int = 3) -> list[MathPro
     return problems
 
 
+MAX_PROBLEMS = 1_000_000
+
+
 def write_math_data(out: Path, n: int, seed: int = 0, test_fraction: float = 0.2, max_steps: int = 3,
                     force: bool = False) -> dict[str, Any]:
     """Write `out/train.jsonl` and `out/test.jsonl`; returns a summary. Never overwrites without `force`."""
@@ -110,11 +113,13 @@ def write_math_data(out: Path, n: int, seed: int = 0, test_fraction: float = 0.2
         raise BadInputError(f"{existing[0]}: already exists; choose another --out folder or pass --force to replace it")
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out}: not a folder; --out takes a folder for train.jsonl and test.jsonl")
-    problems = generate_problems(n, seed, max_steps)
-    n_test = max(1, round(n * test_fraction)) if n > 1 else 0
+    if not 2 <= n <= MAX_PROBLEMS:  # one for training and one held out; the generator holds them all in memory
+        raise BadInputError(f"--n must be in [2, {MAX_PROBLEMS}], got {n}")
+    n_test = max(1, round(n * test_fraction))
     if n - n_test < 1:
         raise BadInputError(f"--n {n} with --test-fraction {test_fraction} leaves no training problem; ask for more "
                             "problems or a smaller test fraction")
+    problems = generate_problems(n, seed, max_steps)
     splits = {"test": problems[:n_test], "train": problems[n_test:]}
     out.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():

@@ -50,6 +50,18 @@ def _loader():
                 raise yaml.YAMLError(f"line {mark.line + 1}: YAML anchors and aliases (& and *) are not allowed in a recipe")
             return super().compose_node(parent, index)
 
+        def construct_yaml_int(self, node):
+            if ":" in node.value:  # YAML 1.1 reads 1:30 as 90 (base 60); no option means that
+                return node.value
+            return super().construct_yaml_int(node)
+
+        def construct_yaml_float(self, node):
+            if ":" in node.value:
+                return node.value
+            return super().construct_yaml_float(node)
+
+    RecipeLoader.add_constructor("tag:yaml.org,2002:int", RecipeLoader.construct_yaml_int)
+    RecipeLoader.add_constructor("tag:yaml.org,2002:float", RecipeLoader.construct_yaml_float)
     return RecipeLoader
 
 
@@ -154,6 +166,8 @@ def _convert(param, ctx, value: Any) -> Any:
         raise ValueError(f"expected one value, got a {type(value).__name__}")
     if getattr(param, "is_flag", False) and not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
+    if isinstance(value, bool) and not getattr(param, "is_flag", False):  # click would read true as 1
+        raise ValueError(f"expected a value for {param.opts[0]}, not {str(value).lower()}")
     return param.process_value(ctx, value if isinstance(value, bool) else str(value))
 
 

@@ -267,6 +267,9 @@ class DocumentSFTTrainer(SFTTrainer):
 
 def run_sft(config: SFTConfig) -> dict[str, Any]:
     corpus = read_corpus(config.docs, strict=config.strict)  # the documents first: a bad folder fails before any model work
+    if not corpus.documents and not any(m["role"] == "assistant" for chat in corpus.chats for m in chat):
+        raise BadInputError(f"{config.docs}: nothing to train on: no document text, and no chat with an assistant turn; "
+                            "add documents, or chats with answers")
     if config.from_run is not None:
         if (Path(config.from_run) / RUN_RECORD).is_file():  # a damaged record fails before the base is converted
             read_lineage(config.from_run)

@@ -148,7 +148,7 @@ def test_sigterm_while_the_trained_model_is_scored_keeps_the_training_and_resume
     assert len(errors) == 1 and "training is saved" in errors[0] and "--resume" in errors[0], rest
     assert (runs / "x" / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
     assert not (runs / "x" / "summary.json").exists()
-    resumed = subprocess.run([*args, "--resume"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True,
                              env=environment, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "starting from the beginning" not in resumed.stderr and not (runs / "x" / "metrics-discarded.jsonl").exists()

@@ -21,6 +21,25 @@ class Item:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+def parse_json(text: str) -> Any:
+    """json.loads of user input, every failure a ValueError whose text says what is wrong: a syntax error, a
+    number too long to convert, nesting too deep, or a lone surrogate escape ("\\ud800"), which parses but is
+    not text and fails later, when it is encoded."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(exc.msg if exc.lineno == 1 else f"{exc.msg} at line {exc.lineno}") from None
+    except ValueError as exc:  # int() of more than 4300 digits
+        raise ValueError(str(exc).split(";")[0]) from None
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a lone surrogate escape such as \\ud800, which is not text") from None
+    return obj
+
+
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line; a malformed line is an error naming it."""
     if not path.exists():
@@ -36,11 +55,9 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = parse_json(line)
                 except ValueError as exc:
-                    raise BadInputError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or delete that line") from None
-                except RecursionError:
-                    raise BadInputError(f"{path}:{number}: JSON nested too deeply to read; fix or delete that line") from None
+                    raise BadInputError(f"{path}:{number}: not valid JSON ({exc}); fix or delete that line") from None
                 if not isinstance(obj, dict):
                     raise BadInputError(f"{path}:{number}: expected a JSON object per line")
                 rows.append((number, obj))
