@@ -266,7 +266,7 @@ def runs_show(
     table = Table(show_header=False, title=console.printable(f"run {info['name']}"))
     for key in ("path", "verb", "status", "steps", "base_model", "parent", "created"):
         table.add_row(key, console.printable(info[key]))
-    table.add_row("command", console.printable(" ".join(map(str, info["record"].get("command", [])))))
+    table.add_row("command", console.printable(" ".join(map(str, info["record"].get("command") or []))))
     for key, value in (info["summary"] or {}).items():
         table.add_row(console.printable(f"summary.{key}"), console.printable(value))
     console.stdout.print(table)

@@ -28,6 +28,7 @@ from .fsutil import (
     atomic_write_json,
     atomic_write_text,
     dir_size_bytes,
+    finite_number,
     replace_directory,
     sibling_tempdir,
 )
@@ -199,9 +200,10 @@ class Run:
         path = self.path / "metrics.jsonl"
         if path.is_file():
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                with contextlib.suppress(ValueError):  # a torn last line after a crash
+                # A torn last line after a crash, or a line edited by hand (nested past the parser's depth)
+                with contextlib.suppress(ValueError, RecursionError):
                     row = json.loads(line)
-                    if isinstance(row, dict) and isinstance(row.get("step", 0), (int, float)):  # anything else is not ours
+                    if isinstance(row, dict) and finite_number(row.get("step")):  # rlsd logs every row with its step
                         rows.append(row)
         return rows
 

@@ -254,3 +254,77 @@ def test_hostile_runs_and_outputs_are_refused_in_one_line_and_nothing_is_deleted
     refused = run_cli("eval", "qa", "--data", str(fifo), timeout=60)
     assert refused.returncode == 2
     _one_error_line(refused, "not a regular file")
+
+
+# ---------------------------------------------------------------- files rlsd wrote, damaged by hand (second sweep)
+
+
+def _invoke(*argv: str, env: dict | None = None):
+    """The CLI in this process, through the real command group (its error handling prints the one line)."""
+    from typer.testing import CliRunner
+
+    from rlsd_cli.cli import app
+
+    return CliRunner().invoke(app, list(argv), env=env)
+
+
+def _one_line_or_success(result, *fragments: str) -> None:
+    """Exit 0, or exit 2 with one error line naming `fragments`; never an exception (a traceback for a user)."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 2), (result.exit_code, result.stderr)
+    if result.exit_code == 2:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("rlsd: error:")]
+        assert len(errors) == 1, result.stderr
+        for fragment in fragments:
+            assert fragment in errors[0], (fragment, errors[0])
+
+
+def _hand_made_run(folder: Path, record_edit=None, **files: str) -> Path:
+    """A finished run as `runs list` and `runs show` read it (no weights: nothing here loads a model)."""
+    folder.mkdir(parents=True)
+    record = {"name": folder.name, "verb": "sft", "base_model": {"spec": "smollm2-135m"}, "command": ["rlsd", "sft", "docs"],
+              "round": {"number": 1, "changes": {"new": ["a.md"]}}}
+    if record_edit:
+        record_edit(record)
+    (folder / "run.json").write_text(json.dumps(record))
+    (folder / "adapter").mkdir()
+    (folder / "adapter" / "adapter_config.json").write_text("{}")
+    (folder / "summary.json").write_text(json.dumps({"eval_after": {"knowledge": {"accuracy": 0.5}}}))
+    (folder / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n")
+    for name, text in files.items():
+        (folder / name.replace("_", ".")).write_text(text)
+    return folder
+
+
+def test_damaged_run_files_are_named_in_one_line_and_never_hide_the_other_runs(tmp_path):
+    """Found by a second hostile-input sweep: a metrics row without "step" raised KeyError and took `runs list` down
+    with it; a hand-edited "command" or "round.changes" in run.json raised TypeError or AttributeError; run.json,
+    summary.json or metrics.jsonl of 100,000 '[' raised RecursionError."""
+    runs = tmp_path / "runs"
+    nested = "[" * 100_000
+    _hand_made_run(runs / "good")
+    _hand_made_run(runs / "no-step", metrics_jsonl=json.dumps({"step": 1, "loss": 2.0}) + '\n{"loss": 3}\n')
+    _hand_made_run(runs / "command-a-number", lambda record: record.update(command=5))
+    _hand_made_run(runs / "command-null", lambda record: record.update(command=None))
+    _hand_made_run(runs / "changes-a-list", lambda record: record.update(round={"changes": [1, 2]}))
+    _hand_made_run(runs / "changes-a-count", lambda record: record.update(round={"changes": {"new": 5}}))
+    _hand_made_run(runs / "nested-record", run_json=nested)
+    _hand_made_run(runs / "nested-summary", summary_json=nested)
+    _hand_made_run(runs / "nested-metrics", metrics_jsonl=nested + "\n")
+
+    listed = _invoke("runs", "list", "--runs-dir", str(runs), "--json")
+    assert listed.exit_code == 0, (listed.stderr, listed.exception)
+    rows = {row["name"]: row for row in json.loads(listed.stdout)["runs"]}
+    assert len(rows) == 9 and rows["good"]["status"] == "finished" and rows["no-step"]["steps"] == 1
+    assert rows["nested-record"]["status"].startswith("unreadable") and "damaged" in rows["nested-record"]["status"]
+    assert rows["command-a-number"]["status"].startswith("unreadable")
+    assert _invoke("runs", "list", "--runs-dir", str(runs)).exit_code == 0
+
+    for name in rows:
+        for json_flag in ([], ["--json"]):
+            shown = _invoke("runs", "show", str(runs / name), *json_flag)
+            _one_line_or_success(shown, str(runs / name / "run.json"))
+    assert _invoke("runs", "show", str(runs / "nested-record")).exit_code == 2
+    shown = _invoke("runs", "show", str(runs / "changes-a-list"))
+    assert shown.exit_code == 0 and "round.changes" in shown.stderr
+
