@@ -102,7 +102,7 @@ def _fail(message: str, code: int):
 
 def _report(message: str, code: int) -> int:
     """The one error line (and with --json, before or after the verb, the one JSON object); returns the code."""
-    message = console.printable(" ".join(message.split()))  # one line, whatever a library's message held
+    message = console.shorten(console.printable(" ".join(message.split())))  # one line, whatever a library's message held
     wants_json = _state["json"] or "--json" in _state.get("argv", [])
     if wants_json and not _state.get("reported") and distributed.is_main_process():
         console.print_json({"error": message, "exit_code": code})
@@ -273,7 +273,7 @@ def runs_show(
     if len(info["lineage"]) > 1:
         _print_lineage(info["lineage"])
     if info.get("lineage_error"):
-        console.say(f"lineage: {info['lineage_error']}")
+        console.say(console.shorten(f"lineage: {info['lineage_error']}"))
 
 
 def _print_lineage(rows: list[dict]) -> None:

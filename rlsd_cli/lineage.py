@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,8 @@ def ancestors(run_dir: Path) -> list[Path]:
         chain.append(current)
         parent = read_run_record(current).get("parent")
         current = Path(parent) if parent else None
-        if current is not None and not (current / RUN_RECORD).is_file():
+        # os.path: a parent edited into a name too long for the file system is gone too, not an OSError
+        if current is not None and not os.path.isfile(current / RUN_RECORD):
             raise BadInputError(f"{chain[-1] / RUN_RECORD}: its parent run {current} is gone; the lineage needs every "
                                 "round's folder")
     return chain

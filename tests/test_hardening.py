@@ -328,3 +328,15 @@ def test_damaged_run_files_are_named_in_one_line_and_never_hide_the_other_runs(t
     shown = _invoke("runs", "show", str(runs / "changes-a-list"))
     assert shown.exit_code == 0 and "round.changes" in shown.stderr
 
+
+def test_long_paths_and_values_are_cut_short_in_an_error_line(tmp_path):
+    """A run whose "parent" was 5,000 characters printed a 5,000-character line; so did a 5,000-character name."""
+    runs = tmp_path / "runs"
+    _hand_made_run(runs / "r", lambda record: record.update(parent="x" * 5000))
+    shown = _invoke("runs", "show", str(runs / "r"))
+    assert shown.exit_code == 0 and "is gone" in shown.stderr
+    assert max(len(line) for line in shown.stderr.splitlines()) < 500
+    refused = _invoke("runs", "show", "y" * 5000, "--runs-dir", str(runs))
+    _one_line_or_success(refused, "...yyy", "check the path")
+    assert refused.exit_code == 2 and len(refused.stderr) < 500
+
