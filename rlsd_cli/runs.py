@@ -319,6 +319,8 @@ def release_run_lock(path: Path) -> None:
 def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
     root = root or RUNS_ROOT
     rows = []
+    if root.exists() and not root.is_dir():
+        raise BadInputError(f"{root}: is a file, not a folder; pass a folder as --runs-dir (or RLSD_RUNS)")
     if not root.is_dir():
         return rows
     for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):

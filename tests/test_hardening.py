@@ -340,3 +340,14 @@ def test_long_paths_and_values_are_cut_short_in_an_error_line(tmp_path):
     _one_line_or_success(refused, "...yyy", "check the path")
     assert refused.exit_code == 2 and len(refused.stderr) < 500
 
+
+def test_rlsd_home_or_runs_folder_that_is_a_file_is_refused_by_the_listing_verbs_too(tmp_path):
+    """`sft` refused these; `models list` listed <file>/models and `runs list` an empty table, with exit 0."""
+    a_file = tmp_path / "a.md"
+    a_file.write_text("notes")
+    listed = _invoke("models", "list", env={"RLSD_HOME": str(a_file)})
+    _one_line_or_success(listed, f"RLSD_HOME={a_file}", "is a file")
+    assert listed.exit_code == 2
+    listed = run_cli("runs", "list", env_extra={"RLSD_RUNS": str(a_file)})
+    assert listed.returncode == 2
+    _one_error_line(listed, str(a_file), "is a file, not a folder", "RLSD_RUNS")
