@@ -351,3 +351,23 @@ def test_rlsd_home_or_runs_folder_that_is_a_file_is_refused_by_the_listing_verbs
     listed = run_cli("runs", "list", env_extra={"RLSD_RUNS": str(a_file)})
     assert listed.returncode == 2
     _one_error_line(listed, str(a_file), "is a file, not a folder", "RLSD_RUNS")
+
+
+def test_a_damaged_model_record_is_named_with_its_fix_and_the_listing_goes_on(tmp_path):
+    """A hand-edited $RLSD_HOME/models/<name>/rlsd-model.json raised AttributeError in `models list` and
+    RecursionError in `models list` and `chat`."""
+    home = tmp_path / "home"
+    record = home / "models" / "smollm2-135m" / "rlsd-model.json"
+    record.parent.mkdir(parents=True)
+    for content in ("[1]", '{"source": [1, 2]}', '{"source": "x"}', "[" * 100_000):
+        record.write_text(content)
+        listed = _invoke("models", "list", "--json", env={"RLSD_HOME": str(home)})
+        assert listed.exit_code == 0, (listed.stderr, listed.exception)
+        assert f"{record}: damaged" in listed.stderr and "converts the model again" in listed.stderr
+        assert {row["name"] for row in json.loads(listed.stdout)["models"]} >= {"smollm2-135m", "gemma3-270m"}
+        assert _invoke("models", "list", env={"RLSD_HOME": str(home)}).exit_code == 0
+        if content != '{"source": "x"}':  # the old code took that one as an old layout and converted again
+            refused = _invoke("chat", "-p", "hi", env={"RLSD_HOME": str(home)})
+            _one_line_or_success(refused, str(record), "damaged", "converts the model again")
+            assert refused.exit_code == 2
+    assert sorted(p.name for p in home.rglob("*")) == ["models", "rlsd-model.json", "smollm2-135m"]  # no lock left
