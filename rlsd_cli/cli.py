@@ -574,11 +574,15 @@ def recipes_show(
         console.print_json(recipe)
         return
     verbs = " or ".join(f"rlsd {verb}" for verb in recipe["verbs"]) or "no training verb (some keys are unknown)"
-    table = Table(title=f"{recipe['name']}: {recipe['description']}", caption=f"for {verbs}; {recipe['path']}")
+    # A recipe is the user's YAML: its keys and values may hold control characters or a lone surrogate ("\ud800"),
+    # which no terminal encoding can write; they are shown escaped.
+    table = Table(title=console.printable(f"{recipe['name']}: {recipe['description']}"),
+                  caption=console.printable(f"for {verbs}; {recipe['path']}"))
     for column in ("key", "value", "default", "what it sets"):
         table.add_column(column)
     for row in recipe["settings"]:
-        table.add_row(row["key"], str(row["value"]), "-" if row["default"] is None else str(row["default"]), row["help"] or "?")
+        table.add_row(*map(console.printable, (row["key"], row["value"], "-" if row["default"] is None else row["default"],
+                                               row["help"] or "?")))
     console.stdout.print(table)
 
 

@@ -371,3 +371,13 @@ def test_a_damaged_model_record_is_named_with_its_fix_and_the_listing_goes_on(tm
             _one_line_or_success(refused, str(record), "damaged", "converts the model again")
             assert refused.exit_code == 2
     assert sorted(p.name for p in home.rglob("*")) == ["models", "rlsd-model.json", "smollm2-135m"]  # no lock left
+
+
+def test_a_recipe_holding_a_lone_surrogate_is_shown_escaped(tmp_path):
+    """`recipes show` of `"\\ud800": 1` (a YAML escape for half a UTF-16 pair, which no encoding writes) raised
+    UnicodeEncodeError while printing the table."""
+    for name, text in (("key.yaml", '"\\ud800": 1\n'), ("value.yaml", 'lr: "\\ud800"\n')):
+        (tmp_path / name).write_text(text)
+        shown = run_cli("recipes", "show", str(tmp_path / name))
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+        assert "\\ud800" in shown.stdout
