@@ -76,6 +76,33 @@ def read_json(path: str | Path, fix: str) -> Any:
     raise BadInputError(f"{path}: damaged ({reason}); {fix}")
 
 
+def read_json_lines(path: str | Path, fields: tuple[str, ...], fix: str) -> list[dict[str, Any]]:
+    """The rows of a JSONL file rlsd wrote (a cache of a base model's answers), each a JSON object holding `fields`.
+    A damaged file is one BadInputError naming it, the line and `fix`."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{path}: damaged (not UTF-8 text, byte {exc.start}); {fix}") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            reason = f"not valid JSON: {exc}"
+        except RecursionError:
+            reason = "JSON nested too deeply to read"
+        else:
+            if isinstance(row, dict) and all(field in row for field in fields):
+                rows.append(row)
+                continue
+            reason = f"not a JSON object with {', '.join(fields)}"
+        raise BadInputError(f"{path}:{number}: damaged ({reason}); {fix}")
+    return rows
+
+
 def finite_number(value: Any) -> bool:
     """A number a plot or a format can use: an int or float (not a bool) within float range and not NaN or infinite.
     JSON allows integers of any length, and Python parses NaN and Infinity."""
