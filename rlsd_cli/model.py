@@ -192,9 +192,11 @@ def weights_hash(model_dir: Path) -> str:
     files = sorted(model_dir.glob("*.safetensors"))
     key = "|".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
     memo_path = Path(env.rlsd_home()) / "weights-hashes.json"
-    memo: dict[str, str] = {}
-    with contextlib.suppress(OSError, ValueError):
-        memo = json.loads(memo_path.read_text())
+    memo: Any = {}
+    with contextlib.suppress(OSError, BadInputError):
+        memo = read_json(memo_path, "it is rebuilt")
+    if not isinstance(memo, dict) or not all(isinstance(value, str) for value in memo.values()):
+        memo = {}  # a damaged memo only costs hashing again; it is written anew below
     if key not in memo:
         # Entries of deleted folders (test and temporary models) would otherwise pile up forever.
         memo = {k: v for k, v in memo.items() if all(Path(part.rsplit(":", 2)[0]).exists() for part in k.split("|"))}
