@@ -109,7 +109,7 @@ def _fail(message: str, code: int):
 
 def _report(message: str, code: int) -> int:
     """The one error line (and with --json, before or after the verb, the one JSON object); returns the code."""
-    message = console.printable(" ".join(message.split()))  # one line, whatever a library's message held
+    message = console.shorten(console.printable(" ".join(message.split())))  # one line, whatever a library's message held
     wants_json = _state["json"] or "--json" in _state.get("argv", [])
     if wants_json and not _state.get("reported") and distributed.is_main_process():
         console.print_json({"error": message, "exit_code": code})
@@ -273,14 +273,14 @@ def runs_show(
     table = Table(show_header=False, title=console.printable(f"run {info['name']}"))
     for key in ("path", "verb", "status", "steps", "base_model", "parent", "created"):
         table.add_row(key, console.printable(info[key]))
-    table.add_row("command", console.printable(" ".join(map(str, info["record"].get("command", [])))))
+    table.add_row("command", console.printable(" ".join(map(str, info["record"].get("command") or []))))
     for key, value in (info["summary"] or {}).items():
         table.add_row(console.printable(f"summary.{key}"), console.printable(value))
     console.stdout.print(table)
     if len(info["lineage"]) > 1:
         _print_lineage(info["lineage"])
     if info.get("lineage_error"):
-        console.say(f"lineage: {info['lineage_error']}")
+        console.say(console.shorten(f"lineage: {info['lineage_error']}"))
 
 
 def _print_lineage(rows: list[dict]) -> None:
@@ -581,11 +581,15 @@ def recipes_show(
         console.print_json(recipe)
         return
     verbs = " or ".join(f"rlsd {verb}" for verb in recipe["verbs"]) or "no training verb (some keys are unknown)"
-    table = Table(title=f"{recipe['name']}: {recipe['description']}", caption=f"for {verbs}; {recipe['path']}")
+    # A recipe is the user's YAML: its keys and values may hold control characters or a lone surrogate ("\ud800"),
+    # which no terminal encoding can write; they are shown escaped.
+    table = Table(title=console.printable(f"{recipe['name']}: {recipe['description']}"),
+                  caption=console.printable(f"for {verbs}; {recipe['path']}"))
     for column in ("key", "value", "default", "what it sets"):
         table.add_column(column)
     for row in recipe["settings"]:
-        table.add_row(row["key"], str(row["value"]), "-" if row["default"] is None else str(row["default"]), row["help"] or "?")
+        table.add_row(*map(console.printable, (row["key"], row["value"], "-" if row["default"] is None else row["default"],
+                                               row["help"] or "?")))
     console.stdout.print(table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -20,6 +21,14 @@ def printable(text: str) -> str:
     """`text` with control characters written as escapes: a file name holding a newline or a terminal escape
     sequence must not split a line or drive the terminal."""
     return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+
+def shorten(text: str, longest: int = 200) -> str:
+    """`text` with each run of more than `longest` non-space characters cut in the middle: a message names paths and
+    values as the user gave them, and one of 5,000 characters would bury what the line says. Both ends stay (the end
+    of a path is its file's name)."""
+    keep = (longest - 3) // 2
+    return re.sub(rf"\S{{{longest + 1},}}", lambda match: f"{match[0][:keep]}...{match[0][-keep:]}", text)
 
 
 def say(message: str) -> None:

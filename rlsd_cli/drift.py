@@ -26,7 +26,7 @@ from . import __version__, env
 from .chat_format import render_prompt
 from .console import say
 from .evaluate import adapter_hash, cache_key, cached_report, reports_dir, write_report
-from .fsutil import atomic_write_text, seed_cache
+from .fsutil import atomic_write_text, read_json_lines, seed_cache
 from .generation import GenerationSettings, eval_mode, generate, teacher_forced_batches
 from .model import LoadedModel, choose_precision, resolve_model, weights_hash
 from .suites.base import read_jsonl
@@ -57,7 +57,8 @@ def base_answers(loaded, base_hash: str) -> list[dict[str, Any]]:
     cache = answers_cache(base_hash)
     seed_cache(cache, shipped_answers(cache.name))
     if cache.is_file():
-        return [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
+        return read_json_lines(cache, ("id", "category", "prompt", "answer"),
+                               "delete it and rlsd generates the base model's answers again")
     with loaded.model.disable_adapter() if hasattr(loaded.model, "disable_adapter") else contextlib.nullcontext():
         completions, _ = generate(loaded, [[{"role": "user", "content": p["prompt"]}] for p in prompts],
                                   GenerationSettings(max_new_tokens=ANSWER_TOKENS, temperature=0.0, batch_size=32),

@@ -73,4 +73,10 @@ def require_supported_trl() -> None:
 
 def rlsd_home() -> str:
     # An empty RLSD_HOME= counts as unset: as a path it would be the current folder, filled with models unasked.
-    return os.path.expanduser(os.environ.get("RLSD_HOME") or "~/.cache/rlsd")
+    home = os.path.expanduser(os.environ.get("RLSD_HOME") or "~/.cache/rlsd")
+    if os.path.exists(home) and not os.path.isdir(home):
+        # Refused where it is read, so a command that only lists (models list) does not show an empty cache in it.
+        from .errors import BadInputError
+
+        raise BadInputError(f"RLSD_HOME={home}: is a file, not a folder; point RLSD_HOME at a folder (or unset it)")
+    return home

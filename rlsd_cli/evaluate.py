@@ -23,7 +23,7 @@ from . import __version__, env
 from .chat_format import render_prompt
 from .console import say
 from .errors import BadInputError, ThresholdNotMet
-from .fsutil import atomic_write_json, atomic_write_text
+from .fsutil import atomic_write_json, atomic_write_text, finite_number, read_json
 from .generation import GenerationSettings, eval_mode, generate, teacher_forced_batches
 from .model import DEFAULT_MODEL, ResolvedModel, choose_precision, resolve_model, weights_hash
 from .suites import Item, Suite, get_suite
@@ -133,8 +133,8 @@ def write_report(folder: Path, suite_name: str, report: dict[str, Any], rows: li
     if target.is_file():
         # A report for other parameters is kept, not overwritten.
         try:
-            old_key = str(json.loads(target.read_text())["cache_key"])
-        except (ValueError, KeyError, TypeError, OSError):
+            old_key = str(read_json(target, "moved to history/")["cache_key"])
+        except (BadInputError, KeyError, TypeError, OSError):
             old_key = time.strftime("%Y%m%d-%H%M%S")
         old_key = re.sub(r"[^A-Za-z0-9_.-]", "_", old_key)[:80]  # it names a file
         history = folder / "history"
@@ -156,13 +156,39 @@ def _data_id(suite: Suite, data: Path | None) -> dict[str, Any]:
     return {"path": str(path), "sha256": _sha256_file(path)} | ({"embedded": True} if data is None else {})
 
 
+def report_damage(report: Any) -> str | None:
+    """What keeps a saved report from being used as rlsd wrote it (a hand edit, a damaged disk), or None: the
+    readers format its metrics as numbers, gate on them and group reports by suite."""
+    if not isinstance(report, dict):
+        return "not a JSON object"
+    if not isinstance(report.get("suite"), str) or not isinstance(report.get("primary_metric"), str):
+        return "'suite' or 'primary_metric' is not a name"
+    metrics = report.get("metrics")
+    # NaN is a float rlsd may write; an integer of 400 digits is not
+    if not isinstance(metrics, dict) or not all(isinstance(v, float) or finite_number(v) for v in metrics.values()):
+        return "'metrics' does not map each metric to a number"
+    if isinstance(report.get("n"), bool) or not isinstance(report.get("n"), int):
+        return "'n' is not a count of items"
+    if not isinstance(report.get("params") or {}, dict):
+        return "'params' is not a JSON object"
+    return None
+
+
 def cached_report(path: Path, key: str) -> dict[str, Any] | None:
-    """The report saved at `path` if it was made with the same cache key (same model, data and parameters)."""
+    """The report saved at `path` if it was made with the same cache key (same model, data and parameters). A
+    damaged one is computed again, with a note (write_report moves it to history/, so nothing is lost)."""
     try:
-        previous = json.loads(path.read_text())
-    except (OSError, ValueError):
+        previous = read_json(path, "computing it again")
+    except FileNotFoundError:
+        return None
+    except (OSError, BadInputError) as exc:
+        say(str(exc))
         return None
     if not isinstance(previous, dict) or previous.get("cache_key") != key:
+        return None
+    damage = report_damage(previous)
+    if damage is not None:
+        say(f"{path}: damaged ({damage}); computing it again")
         return None
     say(f"reusing {path} (same model, data and parameters; --no-cache recomputes)")
     return previous | {"cached": True}
@@ -192,6 +218,7 @@ def run_eval(config: EvalConfig, loaded=None) -> dict[str, Any]:
         "seed": config.seed,
     }
 
+    check_report_out(config.out)
     if config.responses is not None:
         answered = list(zip(*_read_responses(config.responses, suite, items), strict=True))
         if len(answered) < len(items) and (config.min_score is not None or config.max_score is not None):
@@ -373,19 +400,29 @@ def _score(suite: Suite, items: list[Item], completions: list[dict[str, Any]]) -
     return {"n": len(items), "metrics": metrics, "primary_metric": suite.primary_metric, "_rows": rows}
 
 
-def _maybe_copy(out: Path | None, report: dict[str, Any]) -> None:
+def check_report_out(out: Path | None) -> None:
+    """--out replaces only a report rlsd wrote: a JSON object with its marks, in a plain file. Checked before the
+    work and again before the write; a FIFO or a device is refused unread (reading one would block or never end)."""
     if out is None:
         return
     out = Path(out)
-    if out.exists() or out.is_symlink():
-        try:
-            previous = json.loads(out.read_text())
-        except (ValueError, UnicodeDecodeError, OSError):
-            previous = None
-        # only a report rlsd wrote is replaced: a JSON object with its marks, in a plain file
-        if not (out.is_file() and not out.is_symlink() and isinstance(previous, dict)
-                and {"suite", "rlsd_version", "metrics"} <= previous.keys()):
-            raise BadInputError(f"{out}: exists and is not an rlsd eval report; pass another --out")
+    if not (out.exists() or out.is_symlink()):
+        return
+    if out.is_symlink() or not out.is_file():
+        raise BadInputError(f"{out}: exists and is not a regular file (a link, a folder, a pipe or a device); pass "
+                            "another --out")
+    try:
+        previous = read_json(out, "pass another --out")
+    except (OSError, BadInputError):
+        previous = None
+    if not (isinstance(previous, dict) and {"suite", "rlsd_version", "metrics"} <= previous.keys()):
+        raise BadInputError(f"{out}: exists and is not an rlsd eval report; pass another --out")
+
+
+def _maybe_copy(out: Path | None, report: dict[str, Any]) -> None:
+    if out is None:
+        return
+    check_report_out(out)  # again: the scoring took time
     atomic_write_json(out, {k: v for k, v in report.items() if k != "_rows"})
 
 
@@ -443,12 +480,19 @@ def load_reports(spec: str) -> tuple[Path, dict[str, dict[str, Any]]]:
     reports = {}
     if folder.is_dir():
         for path in sorted(folder.glob("*.json")):
+            fix = f"skipped (`rlsd eval SUITE --model {spec}` writes it again)"
             try:
-                report = json.loads(path.read_text())
-            except ValueError:
+                report = read_json(path, fix)
+            except (OSError, BadInputError) as exc:
+                say(str(exc))
                 continue
-            if isinstance(report, dict) and "metrics" in report and "suite" in report:
-                reports[report["suite"]] = report
+            if not (isinstance(report, dict) and "metrics" in report and "suite" in report):
+                continue  # not a report (rlsd writes nothing else here as .json)
+            damage = report_damage(report)
+            if damage is not None:
+                say(f"{path}: damaged ({damage}); {fix}")
+                continue
+            reports[report["suite"]] = report
     return folder, reports
 
 

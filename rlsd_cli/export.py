@@ -22,7 +22,7 @@ from typing import Any
 
 from .console import say
 from .errors import BadInputError
-from .fsutil import atomic_write_text, replace_directory, sibling_tempdir
+from .fsutil import atomic_write_text, read_json, replace_directory, sibling_tempdir
 from .lineage import ancestors
 from .model import EMBEDDED_MODELS, load_model, resolve_model, weights_hash
 from .run_record import read_run_record, read_summary
@@ -95,8 +95,12 @@ def base_model_name(resolved) -> str:
 
 
 def _write_adapter(resolved, folder: Path) -> dict[str, Any]:
+    source = resolved.adapter_path / "adapter_config.json"
+    fix = "train the run again or restore its adapter from a backup"
+    config = read_json(source, fix)
+    if not isinstance(config, dict):
+        raise BadInputError(f"{source}: damaged (not a JSON object); {fix}")
     shutil.copytree(resolved.adapter_path, folder, dirs_exist_ok=True)
-    config = json.loads((folder / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = base_model_name(resolved)
     atomic_write_text(folder / "adapter_config.json", json.dumps(config, indent=2))
     return {"form": "adapter", "base_model": base_model_name(resolved)}

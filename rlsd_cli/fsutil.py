@@ -1,15 +1,19 @@
-"""Atomic file and folder writes: a reader (or a crash) never sees a half-written file."""
+"""Atomic file and folder writes (a reader, or a crash, never sees a half-written file), and reading rlsd's own JSON
+files back."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .errors import BadInputError
 
 
 def _umask() -> int:
@@ -51,6 +55,63 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: str | Path, fix: str) -> Any:
+    """A JSON file rlsd wrote (a run record, a summary, an eval report, a model record, a checkpoint's state), parsed.
+    Such a file may still have been damaged or edited by hand: one that is not a regular file, not UTF-8, not JSON, or
+    nested deeper than the parser goes is one BadInputError naming it and `fix`, never a traceback. A missing file
+    raises FileNotFoundError: whether that is an error is the caller's to say."""
+    path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block the read forever, a device never end
+        raise BadInputError(f"{path}: damaged (not a regular file); {fix}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text, byte {exc.start}"
+    except ValueError as exc:  # also an integer of more digits than Python converts
+        reason = f"not valid JSON: {exc}"
+    except RecursionError:
+        reason = "JSON nested too deeply to read"
+    raise BadInputError(f"{path}: damaged ({reason}); {fix}")
+
+
+def read_json_lines(path: str | Path, fields: tuple[str, ...], fix: str) -> list[dict[str, Any]]:
+    """The rows of a JSONL file rlsd wrote (a cache of a base model's answers), each a JSON object holding `fields`.
+    A damaged file is one BadInputError naming it, the line and `fix`."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{path}: damaged (not UTF-8 text, byte {exc.start}); {fix}") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            reason = f"not valid JSON: {exc}"
+        except RecursionError:
+            reason = "JSON nested too deeply to read"
+        else:
+            if isinstance(row, dict) and all(field in row for field in fields):
+                rows.append(row)
+                continue
+            reason = f"not a JSON object with {', '.join(fields)}"
+        raise BadInputError(f"{path}:{number}: damaged ({reason}); {fix}")
+    return rows
+
+
+def finite_number(value: Any) -> bool:
+    """A number a plot or a format can use: an int or float (not a bool) within float range and not NaN or infinite.
+    JSON allows integers of any length, and Python parses NaN and Infinity."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def append_jsonl(path: str | Path, obj: Any) -> None:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import BadInputError
-from .fsutil import atomic_write_json, atomic_write_text
+from .fsutil import atomic_write_json, atomic_write_text, finite_number, read_json
 from .ingest import Corpus, Document
 from .run_record import RUN_RECORD, read_run_record, read_summary
 from .suites.base import read_jsonl
@@ -43,11 +44,11 @@ def write_documents(run_dir: Path, corpus: Corpus) -> None:
 
 def read_documents(run_dir: Path) -> dict[str, dict[str, Any]]:
     path = run_dir / DOCUMENTS
+    fix = "restore it or start a new lineage (sft without --from)"
     try:
-        documents = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"{path}: cannot read the run's document record ({exc}); restore it or start a new "
-                            "lineage (sft without --from)") from None
+        documents = read_json(path, fix)
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read the run's document record ({exc.strerror}); {fix}") from None
     if not isinstance(documents, dict) or not all(
             isinstance(d, dict) and isinstance(d.get("sha256"), str) and isinstance(d.get("text"), str)
             for d in documents.values()):
@@ -84,7 +85,8 @@ def ancestors(run_dir: Path) -> list[Path]:
         chain.append(current)
         parent = read_run_record(current).get("parent")
         current = Path(parent) if parent else None
-        if current is not None and not (current / RUN_RECORD).is_file():
+        # os.path: a parent edited into a name too long for the file system is gone too, not an OSError
+        if current is not None and not os.path.isfile(current / RUN_RECORD):
             raise BadInputError(f"{chain[-1] / RUN_RECORD}: its parent run {current} is gone; the lineage needs every "
                                 "round's folder")
     return chain
@@ -166,8 +168,11 @@ def lineage_rows(run_dir: Path) -> list[dict[str, Any]]:
         summary = read_summary(run) or {}
         after = summary.get("eval_after") if isinstance(summary.get("eval_after"), dict) else {}
         scores = {f"{suite}/{metric}": value for suite, metrics in after.items() if isinstance(metrics, dict)
-                  for metric, value in metrics.items() if isinstance(value, (int, float))}
+                  for metric, value in metrics.items() if finite_number(value)}
         changes = (record.get("round") or {}).get("changes") or {}
+        if not isinstance(changes, dict) or not all(isinstance(paths, list) for paths in changes.values()):
+            raise BadInputError(f"{run / RUN_RECORD}: 'round.changes' is not what rlsd writes (each kind of change, "
+                                "such as 'new', maps to a list of document paths); restore the file from a backup")
         rows.append({"name": run.name, "path": str(run), "verb": record.get("verb"),
                      "round": (record.get("round") or {}).get("number"),
                      "changes": {kind: len(paths) for kind, paths in changes.items()}, "scores": scores})

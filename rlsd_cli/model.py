@@ -27,7 +27,7 @@ from typing import Any
 from . import env
 from .console import say
 from .errors import BadInputError
-from .fsutil import atomic_directory, atomic_write_json, dir_size_bytes
+from .fsutil import atomic_directory, atomic_write_json, dir_size_bytes, read_json
 
 DEFAULT_MODEL = "smollm2-135m"
 MODEL_RECORD = "rlsd-model.json"  # written beside converted weights: source and weights hash
@@ -166,18 +166,37 @@ def weights_sha256(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def read_model_record(folder: Path) -> dict[str, Any] | None:
+    """The record a conversion writes beside the weights (MODEL_RECORD), or None when the folder has none. A damaged
+    or hand-edited one is one line naming it: without it the model is converted again."""
+    path = folder / MODEL_RECORD
+    fix = "delete it and rlsd converts the model again"
+    try:
+        record = read_json(path, fix)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    kinds = {"source": dict, "weights_sha256": str, "gguf_sha256": str, "format": int}
+    if not isinstance(record, dict) or any(
+            record.get(key) is not None and (not isinstance(record[key], kind) or isinstance(record[key], bool))
+            for key, kind in kinds.items()):
+        raise BadInputError(f"{path}: damaged (not the record rlsd writes: a source object, weights_sha256 and a "
+                            f"format number); {fix}")
+    return record
+
+
 def weights_hash(model_dir: Path) -> str:
     """The weights hash, read from the conversion record when there is one, else computed and memoised."""
-    record = model_dir / MODEL_RECORD
-    if record.is_file():
-        with contextlib.suppress(ValueError, KeyError):
-            return json.loads(record.read_text())["weights_sha256"]
+    record = read_model_record(model_dir)
+    if record and record.get("weights_sha256"):
+        return record["weights_sha256"]
     files = sorted(model_dir.glob("*.safetensors"))
     key = "|".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
     memo_path = Path(env.rlsd_home()) / "weights-hashes.json"
-    memo: dict[str, str] = {}
-    with contextlib.suppress(OSError, ValueError):
-        memo = json.loads(memo_path.read_text())
+    memo: Any = {}
+    with contextlib.suppress(OSError, BadInputError):
+        memo = read_json(memo_path, "it is rebuilt")
+    if not isinstance(memo, dict) or not all(isinstance(value, str) for value in memo.values()):
+        memo = {}  # a damaged memo only costs hashing again; it is written anew below
     if key not in memo:
         # Entries of deleted folders (test and temporary models) would otherwise pile up forever.
         memo = {k: v for k, v in memo.items() if all(Path(part.rsplit(":", 2)[0]).exists() for part in k.split("|"))}
@@ -265,10 +284,8 @@ def convert_gguf(gguf_file: Path, out_dir: Path, *, source: dict[str, Any] | Non
 
 
 def _conversion_format(folder: Path) -> int | None:
-    try:
-        return json.loads((folder / MODEL_RECORD).read_text()).get("format", 1)
-    except (OSError, ValueError):
-        return None
+    record = read_model_record(folder)
+    return None if record is None else record.get("format", 1)
 
 
 def _resolve_embedded(model: EmbeddedModel) -> Path:
@@ -450,9 +467,11 @@ def list_cached_models() -> list[dict[str, Any]]:
     seen = set()
     if root.is_dir():
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            record = {}
-            with contextlib.suppress(OSError, ValueError):
-                record = json.loads((folder / MODEL_RECORD).read_text())
+            try:
+                record = read_model_record(folder) or {}
+            except BadInputError as exc:  # one damaged model is named, and the others are still listed
+                say(str(exc))
+                record = {}
             rows.append(
                 {
                     "name": folder.name,

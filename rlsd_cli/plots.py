@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInputError
+from .fsutil import finite_number
 
 
 def plot_curve(rows: list[dict[str, Any]], key: str, target: Path, title: str) -> Path | None:
@@ -20,7 +21,7 @@ def plot_curves(rows: list[dict[str, Any]], keys: list[str], target: Path, title
 
 
 def metric_points(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
-    return [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+    return [(r["step"], r[key]) for r in rows if finite_number(r.get(key))]
 
 
 def plot_panels(rows: list[dict[str, Any]], panels: dict[str, list[str]], target: Path, title: str | None = None) -> Path | None:

@@ -21,7 +21,7 @@ from . import env
 from .chat_format import validate_messages
 from .console import say
 from .errors import BadInputError
-from .fsutil import atomic_write_text, seed_cache
+from .fsutil import atomic_write_text, read_json_lines, seed_cache
 from .suites.base import read_jsonl
 
 GENERAL_INSTRUCTIONS = "general_instructions.jsonl"
@@ -159,5 +159,5 @@ def _cached_answers(loaded, weights_sha256: str, max_new_tokens: int, file: str,
                 answer = completion.text if completion.finished else cut_unfinished(completion.text)
                 lines.append(json.dumps({"id": item["id"], "prompt": item["prompt"], "answer": answer, "finished": completion.finished}))
             atomic_write_text(path, "\n".join(lines) + "\n")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_json_lines(path, ("prompt", "answer", "finished"), "delete it and rlsd generates the base model's answers again")
     return rows, path

@@ -3,25 +3,23 @@ model, and by the run folders' own code."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from .errors import BadInputError
+from .fsutil import read_json
 
 RUN_RECORD = "run.json"
 # The fields other code reads from a record, by the types rlsd writes (a hand-edited file fails here, in one line).
-RECORD_FIELD_TYPES = {"parent": (str,), "verb": (str,), "config": (dict,), "round": (dict,)}
+RECORD_FIELD_TYPES = {"parent": (str,), "verb": (str,), "config": (dict,), "round": (dict,), "command": (list,)}
 
 
 def read_run_record(run_dir: Path) -> dict[str, Any]:
     record_path = run_dir / RUN_RECORD
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
+        record = read_json(record_path, "restore it from a backup")
     except FileNotFoundError:
         raise BadInputError(f"{run_dir}: not a run folder (no {RUN_RECORD})") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"{record_path}: not valid JSON ({exc}); restore it from a backup") from None
     if not isinstance(record, dict) or not isinstance(record.get("base_model"), dict) or "spec" not in record["base_model"]:
         raise BadInputError(f"{record_path}: missing base_model.spec; this file was not written by rlsd")
     if not isinstance(record["base_model"]["spec"], str) or not record["base_model"]["spec"].strip():
@@ -37,7 +35,7 @@ def read_run_record(run_dir: Path) -> dict[str, Any]:
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """A run's summary.json, or None when it is missing, unreadable or not what rlsd writes (a JSON object)."""
     try:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        summary = read_json(run_dir / "summary.json", "restore it from a backup")
+    except (OSError, BadInputError):
         return None
     return summary if isinstance(summary, dict) else None

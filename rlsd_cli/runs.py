@@ -28,6 +28,7 @@ from .fsutil import (
     atomic_write_json,
     atomic_write_text,
     dir_size_bytes,
+    finite_number,
     replace_directory,
     sibling_tempdir,
 )
@@ -199,9 +200,10 @@ class Run:
         path = self.path / "metrics.jsonl"
         if path.is_file():
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                with contextlib.suppress(ValueError):  # a torn last line after a crash
+                # A torn last line after a crash, or a line edited by hand (nested past the parser's depth)
+                with contextlib.suppress(ValueError, RecursionError):
                     row = json.loads(line)
-                    if isinstance(row, dict) and isinstance(row.get("step", 0), (int, float)):  # anything else is not ours
+                    if isinstance(row, dict) and finite_number(row.get("step")):  # rlsd logs every row with its step
                         rows.append(row)
         return rows
 
@@ -317,6 +319,8 @@ def release_run_lock(path: Path) -> None:
 def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
     root = root or RUNS_ROOT
     rows = []
+    if root.exists() and not root.is_dir():
+        raise BadInputError(f"{root}: is a file, not a folder; pass a folder as --runs-dir (or RLSD_RUNS)")
     if not root.is_dir():
         return rows
     for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -356,7 +360,7 @@ def describe_run(path: Path) -> dict[str, Any]:
 
 def plot_runs(paths: list[Path], metrics: list[str], out: Path, force: bool = False) -> dict[str, Any]:
     """One PNG with a line per (run, metric) from each run's metrics.jsonl."""
-    from .plots import plot_series
+    from .plots import metric_points, plot_series
 
     out = Path(out)
     if out.exists() and not force:
@@ -364,16 +368,30 @@ def plot_runs(paths: list[Path], metrics: list[str], out: Path, force: bool = Fa
     if out.suffix.lower() != ".png":
         raise BadInputError(f"--out {out}: write a .png file")
     series = {}
-    for path in paths:
+    names = distinct_names(paths)
+    for path, name in zip(paths, names, strict=True):
         if not (path / RUN_RECORD).is_file():
             raise BadInputError(f"{path}: not a run folder (no {RUN_RECORD})")
         rows = Run(path).metrics()
         for metric in metrics:
-            label = path.name if len(metrics) == 1 else f"{path.name}: {metric}"
-            series[label] = [(r["step"], r[metric]) for r in rows if isinstance(r.get(metric), (int, float))]
+            label = name if len(metrics) == 1 else f"{name}: {metric}"
+            series[label] = metric_points(rows, metric)
     empty = [label for label, points in series.items() if not points]
     if len(empty) == len(series):
         raise BadInputError(f"no run has points for {', '.join(metrics)}; see the keys with `rlsd runs show NAME --json`")
     out.parent.mkdir(parents=True, exist_ok=True)
-    plot_series(series, out, " vs ".join(p.name for p in paths), ylabel=metrics[0] if len(metrics) == 1 else "value")
+    plot_series(series, out, " vs ".join(names), ylabel=metrics[0] if len(metrics) == 1 else "value")
     return {"plot": str(out), "points": {label: len(points) for label, points in series.items()}}
+
+
+def distinct_names(paths: list[Path]) -> list[str]:
+    """Each run's folder name, or as many of its path's last parts as tell it from the other runs (runs/p and
+    other/p are `runs/p` and `other/p`): two runs of one name would otherwise be drawn as one line."""
+    parts = [Path(os.path.abspath(path)).parts for path in paths]
+    names = []
+    for mine in parts:
+        for size in range(1, len(mine) + 1):
+            if all(other[-size:] != mine[-size:] for other in parts if other != mine):
+                break
+        names.append(str(Path(*mine[-size:])))
+    return names

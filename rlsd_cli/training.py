@@ -18,8 +18,9 @@ from transformers import TrainerCallback, TrainerState
 from . import env
 from .console import say
 from .distributed import LAUNCHED, any_process, is_main_process, world_size
-from .errors import EXIT_INTERRUPTED, RlsdError
+from .errors import EXIT_INTERRUPTED, BadInputError, RlsdError
 from .evaluate import EvalConfig, check_eval_data, run_eval, score_in_memory
+from .fsutil import read_json
 from .model import LoadedModel, resolve_model
 from .runs import Run
 
@@ -212,14 +213,37 @@ def resume_command(name: str) -> str:
 
 def complete_checkpoint(folder: Path) -> bool:
     """Trainer writes a checkpoint in place, trainer_state.json last: a folder is complete when that file
-    parses and the adapter and optimizer state are there (a kill -9 mid-save leaves an incomplete one)."""
-    import json
+    parses, the adapter and optimizer state are there (a kill -9 mid-save leaves an incomplete one), and every file
+    of it opens (a damaged disk or a hand edit leaves one a resume would stop on with a traceback)."""
+    try:
+        if not isinstance(read_json(folder / "trainer_state.json", "passed over"), dict):
+            return False
+    except (OSError, BadInputError):
+        return False
+    if not all((folder / name).is_file() for name in ("adapter_model.safetensors", "optimizer.pt")):
+        return False
+    return all(_opens(path) for path in folder.rglob("*") if path.is_file())
+
+
+def _opens(path: Path) -> bool:
+    """Whether a checkpoint file's structure reads: JSON parses, a safetensors header reads, and the zip directory
+    torch.save writes at a file's end is there (a cut-short or overwritten file fails). Tensors are not loaded."""
+    import zipfile
+
+    from safetensors import SafetensorError, safe_open
 
     try:
-        json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        if path.suffix == ".json":
+            read_json(path, "passed over")
+        elif path.suffix == ".safetensors":
+            with safe_open(path, framework="pt"):
+                pass
+        elif path.suffix in (".pt", ".pth", ".bin"):
+            with zipfile.ZipFile(path) as archive:
+                return bool(archive.namelist())
+    except (OSError, BadInputError, SafetensorError, zipfile.BadZipFile):
         return False
-    return (folder / "adapter_model.safetensors").is_file() and (folder / "optimizer.pt").is_file()
+    return True
 
 
 def finished_checkpoint(folder: Path) -> bool:
@@ -241,7 +265,8 @@ def latest_checkpoint(run: Run) -> Path | None:
     complete = [p for p in candidates if complete_checkpoint(p)]
     newest = complete[-1] if complete else None
     for later in candidates[candidates.index(newest) + 1 if newest else 0:]:
-        say(f"{later}: incomplete checkpoint (its save was cut short); passed over")
+        say(f"{later}: incomplete or damaged checkpoint (its save was cut short, or a file in it does not open); "
+            "passed over")
     return newest
 
 

@@ -196,3 +196,61 @@ def test_stale_rate_is_gated_from_above_and_says_so():
         threshold_verdict(report, 0.2, "stale_rate")
     with pytest.raises(BadInputError, match="higher is better, so gate it with --min-score"):
         threshold_verdict(report, None, "accuracy", max_score=0.5)
+
+
+NESTED = "[" * 100_000  # deeper than Python's JSON parser goes: it raised RecursionError
+
+
+def test_a_damaged_cached_report_is_computed_again_with_a_note_and_kept(home, tiny_model_dir, capsys):
+    """Found by a hostile-input sweep: a cached report with the right cache key but "metrics": [1], or metrics that are
+    text, raised AttributeError or TypeError in `eval` (with or without a gate)."""
+    report = run_eval(_config(tiny_model_dir))
+    path = Path(report["report_path"])
+    saved = json.loads(path.read_text())
+    for damaged in ({**saved, "metrics": [1]}, {**saved, "metrics": {"accuracy": "x"}}, {**saved, "n": None}):
+        path.write_text(json.dumps(damaged))
+        capsys.readouterr()
+        again = run_eval(_config(tiny_model_dir))
+        assert not again["cached"] and again["metrics"] == report["metrics"]
+        assert f"{path}: damaged" in capsys.readouterr().err
+        assert threshold_verdict(again, 0.5, None) is not None
+    path.write_text(NESTED)
+    assert not run_eval(_config(tiny_model_dir))["cached"]
+    kept = {p.read_text() for p in (path.parent / "history").glob("qa-*.json")}  # named by cache key, else by time
+    assert NESTED in kept and json.dumps({**saved, "n": None}) in kept  # moved aside, not deleted
+
+
+def test_compare_skips_a_damaged_report_with_a_note(home, tiny_model_dir, capsys):
+    """A hand-edited report (suite a list, metrics a list or text, params a list, nested brackets) raised TypeError,
+    AttributeError or RecursionError in `eval compare`; the other reports are still compared."""
+    report = run_eval(_config(tiny_model_dir))
+    folder = Path(report["report_path"]).parent
+    saved = json.loads(Path(report["report_path"]).read_text())
+    for damaged in ({**saved, "suite": ["qa"]}, {**saved, "suite": "other", "metrics": [1, 2]},
+                    {**saved, "suite": "other", "params": [1]}, {**saved, "suite": "other", "metrics": {"accuracy": "x"}},
+                    {**saved, "suite": "other", "metrics": {"accuracy": 1 * 10 ** 400}}):
+        (folder / "other.json").write_text(json.dumps(damaged))
+        capsys.readouterr()
+        result = compare([str(tiny_model_dir), str(tiny_model_dir)], force=True)
+        assert [row["suite"] for row in result["rows"]] == ["qa"]
+        assert f"{folder / 'other.json'}: damaged" in capsys.readouterr().err
+    (folder / "other.json").write_text(NESTED)
+    assert [row["suite"] for row in compare([str(tiny_model_dir)] * 2, force=True)["rows"]] == ["qa"]
+
+
+def test_out_that_is_damaged_or_a_pipe_is_refused_in_one_line(tmp_path):
+    """--out holding 100,000 '[' raised RecursionError; --out a FIFO blocked forever reading it."""
+    import os
+
+    responses = tmp_path / "r.jsonl"
+    responses.write_text('{"id": "q1", "response": "Paris"}\n')
+    nested = tmp_path / "nest.json"
+    nested.write_text(NESTED)
+    with pytest.raises(BadInputError, match="not an rlsd eval report"):
+        run_eval(EvalConfig(suite="qa", data=QA, responses=responses, out=nested))
+    assert nested.read_text() == NESTED
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)
+    result = run_cli("eval", "qa", "--data", str(QA), "--responses", str(responses), "--out", str(fifo), timeout=60)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"rlsd: error: {fifo}: exists and is not a regular file")

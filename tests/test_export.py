@@ -66,6 +66,20 @@ def test_adapter_only_names_the_base_model(tiny_run, tiny_model_dir, tmp_path):
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file() and (tmp_path / "adapter" / "README.md").is_file()
 
 
+def test_adapter_only_from_a_damaged_adapter_config_is_one_line_and_leaves_nothing(tiny_run, tmp_path):
+    """Found by a hostile-input sweep: an adapter_config.json of `[1]` or 100,000 '[' raised TypeError or RecursionError."""
+    import shutil
+
+    run = tmp_path / "damaged"
+    shutil.copytree(tiny_run, run)
+    for content in ("[1]", "[" * 100_000):
+        (run / "adapter" / "adapter_config.json").write_text(content)
+        result = run_cli("export", str(run), "--out", str(tmp_path / "adapter"), "--adapter-only")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"rlsd: error: {run / 'adapter' / 'adapter_config.json'}: damaged")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged"]
+
+
 def test_a_4bit_run_merges_into_full_precision_within_the_difference_it_reports(tiny_model_dir, tmp_path):
     """A QLoRA adapter merged into dequantised weights is not bit-identical: the export says how far, and the merged
     model, loaded by plain transformers, is within that of the 4-bit run."""

@@ -180,6 +180,20 @@ def test_drift_says_when_no_base_answer_could_be_scored(tiny_model_dir, tmp_path
     assert "no token was scored" in gate.stderr and "no base answer had a token to score" in gate.stderr
 
 
+def test_a_damaged_drift_answers_cache_is_one_line_naming_it(tmp_path, monkeypatch):
+    """The base's cached drift answers, damaged: a line of 100,000 '[' raised RecursionError, a row without its answer
+    KeyError later on."""
+    from rlsd_cli.errors import BadInputError
+
+    monkeypatch.setenv("RLSD_HOME", str(tmp_path))
+    cache = drift.answers_cache("f" * 64)
+    cache.parent.mkdir(parents=True)
+    for line in ("[" * 100_000, json.dumps(drift.drift_prompts()[0])):
+        cache.write_text(line + "\n")
+        with pytest.raises(BadInputError, match=rf"{re.escape(str(cache))}:1: damaged .*delete it"):
+            drift.base_answers(None, "f" * 64)
+
+
 def test_fact_retention_keeps_what_the_base_states_surely_and_counts_what_a_run_no_longer_says(smollm_dir, tmp_path, monkeypatch):
     """The embedded model states these facts with a wide margin. An adapter that changes nothing keeps all of them
     (as a tenth of a recovered adapter did on the suite, where greedy retention lost 9 answers); one that wrecks the

@@ -286,3 +286,130 @@ def test_hostile_runs_and_outputs_are_refused_in_one_line_and_nothing_is_deleted
     refused = run_cli("eval", "qa", "--data", str(fifo), timeout=60)
     assert refused.returncode == 2
     _one_error_line(refused, "not a regular file")
+
+
+# ---------------------------------------------------------------- files rlsd wrote, damaged by hand (second sweep)
+
+
+def _invoke(*argv: str, env: dict | None = None):
+    """The CLI in this process, through the real command group (its error handling prints the one line)."""
+    from typer.testing import CliRunner
+
+    from rlsd_cli.cli import app
+
+    return CliRunner().invoke(app, list(argv), env=env)
+
+
+def _one_line_or_success(result, *fragments: str) -> None:
+    """Exit 0, or exit 2 with one error line naming `fragments`; never an exception (a traceback for a user)."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 2), (result.exit_code, result.stderr)
+    if result.exit_code == 2:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("rlsd: error:")]
+        assert len(errors) == 1, result.stderr
+        for fragment in fragments:
+            assert fragment in errors[0], (fragment, errors[0])
+
+
+def _hand_made_run(folder: Path, record_edit=None, **files: str) -> Path:
+    """A finished run as `runs list` and `runs show` read it (no weights: nothing here loads a model)."""
+    folder.mkdir(parents=True)
+    record = {"name": folder.name, "verb": "sft", "base_model": {"spec": "smollm2-135m"}, "command": ["rlsd", "sft", "docs"],
+              "round": {"number": 1, "changes": {"new": ["a.md"]}}}
+    if record_edit:
+        record_edit(record)
+    (folder / "run.json").write_text(json.dumps(record))
+    (folder / "adapter").mkdir()
+    (folder / "adapter" / "adapter_config.json").write_text("{}")
+    (folder / "summary.json").write_text(json.dumps({"eval_after": {"knowledge": {"accuracy": 0.5}}}))
+    (folder / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n")
+    for name, text in files.items():
+        (folder / name.replace("_", ".")).write_text(text)
+    return folder
+
+
+def test_damaged_run_files_are_named_in_one_line_and_never_hide_the_other_runs(tmp_path):
+    """Found by a second hostile-input sweep: a metrics row without "step" raised KeyError and took `runs list` down
+    with it; a hand-edited "command" or "round.changes" in run.json raised TypeError or AttributeError; run.json,
+    summary.json or metrics.jsonl of 100,000 '[' raised RecursionError."""
+    runs = tmp_path / "runs"
+    nested = "[" * 100_000
+    _hand_made_run(runs / "good")
+    _hand_made_run(runs / "no-step", metrics_jsonl=json.dumps({"step": 1, "loss": 2.0}) + '\n{"loss": 3}\n')
+    _hand_made_run(runs / "command-a-number", lambda record: record.update(command=5))
+    _hand_made_run(runs / "command-null", lambda record: record.update(command=None))
+    _hand_made_run(runs / "changes-a-list", lambda record: record.update(round={"changes": [1, 2]}))
+    _hand_made_run(runs / "changes-a-count", lambda record: record.update(round={"changes": {"new": 5}}))
+    _hand_made_run(runs / "nested-record", run_json=nested)
+    _hand_made_run(runs / "nested-summary", summary_json=nested)
+    _hand_made_run(runs / "nested-metrics", metrics_jsonl=nested + "\n")
+
+    listed = _invoke("runs", "list", "--runs-dir", str(runs), "--json")
+    assert listed.exit_code == 0, (listed.stderr, listed.exception)
+    rows = {row["name"]: row for row in json.loads(listed.stdout)["runs"]}
+    assert len(rows) == 9 and rows["good"]["status"] == "finished" and rows["no-step"]["steps"] == 1
+    assert rows["nested-record"]["status"].startswith("unreadable") and "damaged" in rows["nested-record"]["status"]
+    assert rows["command-a-number"]["status"].startswith("unreadable")
+    assert _invoke("runs", "list", "--runs-dir", str(runs)).exit_code == 0
+
+    for name in rows:
+        for json_flag in ([], ["--json"]):
+            shown = _invoke("runs", "show", str(runs / name), *json_flag)
+            _one_line_or_success(shown, str(runs / name / "run.json"))
+    assert _invoke("runs", "show", str(runs / "nested-record")).exit_code == 2
+    shown = _invoke("runs", "show", str(runs / "changes-a-list"))
+    assert shown.exit_code == 0 and "round.changes" in shown.stderr
+
+
+def test_long_paths_and_values_are_cut_short_in_an_error_line(tmp_path):
+    """A run whose "parent" was 5,000 characters printed a 5,000-character line; so did a 5,000-character name."""
+    runs = tmp_path / "runs"
+    _hand_made_run(runs / "r", lambda record: record.update(parent="x" * 5000))
+    shown = _invoke("runs", "show", str(runs / "r"))
+    assert shown.exit_code == 0 and "is gone" in shown.stderr
+    assert max(len(line) for line in shown.stderr.splitlines()) < 500
+    refused = _invoke("runs", "show", "y" * 5000, "--runs-dir", str(runs))
+    _one_line_or_success(refused, "...yyy", "check the path")
+    assert refused.exit_code == 2 and len(refused.stderr) < 500
+
+
+def test_rlsd_home_or_runs_folder_that_is_a_file_is_refused_by_the_listing_verbs_too(tmp_path):
+    """`sft` refused these; `models list` listed <file>/models and `runs list` an empty table, with exit 0."""
+    a_file = tmp_path / "a.md"
+    a_file.write_text("notes")
+    listed = _invoke("models", "list", env={"RLSD_HOME": str(a_file)})
+    _one_line_or_success(listed, f"RLSD_HOME={a_file}", "is a file")
+    assert listed.exit_code == 2
+    listed = run_cli("runs", "list", env_extra={"RLSD_RUNS": str(a_file)})
+    assert listed.returncode == 2
+    _one_error_line(listed, str(a_file), "is a file, not a folder", "RLSD_RUNS")
+
+
+def test_a_damaged_model_record_is_named_with_its_fix_and_the_listing_goes_on(tmp_path):
+    """A hand-edited $RLSD_HOME/models/<name>/rlsd-model.json raised AttributeError in `models list` and
+    RecursionError in `models list` and `chat`."""
+    home = tmp_path / "home"
+    record = home / "models" / "smollm2-135m" / "rlsd-model.json"
+    record.parent.mkdir(parents=True)
+    for content in ("[1]", '{"source": [1, 2]}', '{"source": "x"}', "[" * 100_000):
+        record.write_text(content)
+        listed = _invoke("models", "list", "--json", env={"RLSD_HOME": str(home)})
+        assert listed.exit_code == 0, (listed.stderr, listed.exception)
+        assert f"{record}: damaged" in listed.stderr and "converts the model again" in listed.stderr
+        assert {row["name"] for row in json.loads(listed.stdout)["models"]} >= {"smollm2-135m", "gemma3-270m"}
+        assert _invoke("models", "list", env={"RLSD_HOME": str(home)}).exit_code == 0
+        if content != '{"source": "x"}':  # the old code took that one as an old layout and converted again
+            refused = _invoke("chat", "-p", "hi", env={"RLSD_HOME": str(home)})
+            _one_line_or_success(refused, str(record), "damaged", "converts the model again")
+            assert refused.exit_code == 2
+    assert sorted(p.name for p in home.rglob("*")) == ["models", "rlsd-model.json", "smollm2-135m"]  # no lock left
+
+
+def test_a_recipe_holding_a_lone_surrogate_is_shown_escaped(tmp_path):
+    """`recipes show` of `"\\ud800": 1` (a YAML escape for half a UTF-16 pair, which no encoding writes) raised
+    UnicodeEncodeError while printing the table."""
+    for name, text in (("key.yaml", '"\\ud800": 1\n'), ("value.yaml", 'lr: "\\ud800"\n')):
+        (tmp_path / name).write_text(text)
+        shown = run_cli("recipes", "show", str(tmp_path / name))
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+        assert "\\ud800" in shown.stdout

@@ -102,6 +102,17 @@ def test_weights_hash_changes_with_the_weights(tmp_path, tiny_model_dir):
     assert not any(str(copy) in key for key in keys) and any(str(other) in key for key in keys)
 
 
+@pytest.mark.parametrize("memo", ["[" * 100_000, "[1]"])
+def test_a_damaged_weights_hash_memo_is_rebuilt(tmp_path, tiny_model_dir, monkeypatch, memo):
+    """$RLSD_HOME/weights-hashes.json only saves hashing again: damaged (nested past the parser's depth, or a list)
+    it raised RecursionError or AttributeError."""
+    monkeypatch.setenv("RLSD_HOME", str(tmp_path))
+    (tmp_path / "weights-hashes.json").write_text(memo)
+    digest = weights_hash(tiny_model_dir)
+    assert isinstance(digest, str) and len(digest) == 64
+    assert list(json.loads((tmp_path / "weights-hashes.json").read_text()).values()) == [digest]
+
+
 def test_auto_precision_on_cpu_never_picks_4bit(monkeypatch):
     monkeypatch.setattr(model_module, "cpu_has_fast_bf16", lambda: True)
     precision = choose_precision("auto", "cpu")

@@ -63,6 +63,22 @@ def test_a_fresh_cache_is_seeded_from_the_shipped_file_without_a_model(tmp_path,
     assert conversations[-1][0]["content"] == replay.builtin_instructions(replay.FACTUAL_INSTRUCTIONS)[-1]["prompt"]
 
 
+@pytest.mark.parametrize("line", ['{"prompt": "p", "answer": "a"', "[" * 100_000, '["not", "a", "row"]', '{"prompt": "p"}'])
+def test_a_damaged_answers_cache_is_one_line_naming_it_and_its_line(tmp_path, monkeypatch, line):
+    """A cache line cut short, nested past the parser's depth or not a row raised ValueError, RecursionError or
+    KeyError; rlsd wrote the file, so the fix is to delete it."""
+    from rlsd_cli.errors import BadInputError
+
+    monkeypatch.setenv("RLSD_HOME", str(tmp_path))
+    weights = _shipped()[0].name[:16] + "0" * 48
+    path = replay.replay_cache_path(weights, TOKENS, replay.GENERAL_INSTRUCTIONS)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"prompt": "p", "answer": "a", "finished": True}) + "\n" + line + "\n")
+    with pytest.raises(BadInputError, match=rf"{re.escape(str(path))}:2: damaged .*delete it") as error:
+        replay.replay_conversations(None, weights, max_new_tokens=TOKENS, sets="general")
+    assert "\n" not in str(error.value)
+
+
 def _word_runs(text: str, n: int = 6) -> set[tuple[str, ...]]:
     words = re.findall(r"[a-z0-9']+", text.lower())
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}

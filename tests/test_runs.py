@@ -258,3 +258,20 @@ def test_runs_plot_draws_each_run_in_one_png_and_never_overwrites(runs_root, tin
     assert out.read_bytes() == before
     with pytest.raises(BadInputError, match="no run has points"):
         plot_runs([runs_root / "rlsd"], ["eval/math/accuracy"], tmp_path / "other.png")
+
+
+def test_runs_plot_skips_rows_it_cannot_draw_and_tells_two_runs_of_one_name_apart(runs_root, tiny_model_dir, tmp_path):
+    """Found by a hostile-input sweep: a loss of 401 digits raised OverflowError, a row without "step" KeyError, and
+    runs/p and other/p were drawn as one line under the label `p`."""
+    from rlsd_cli.runs import plot_runs
+
+    for root in (runs_root, tmp_path / "other"):
+        run = Run.create("sft", name="p", root=root, record=_base_record(tiny_model_dir))
+        run.log_metrics(1, loss=2.0)
+        run.log_metrics(2, loss=1.0)
+    with open(runs_root / "p" / "metrics.jsonl", "a") as metrics:
+        metrics.write('{"step": 3, "loss": 1' + "0" * 400 + '}\n{"loss": 3}\n{"step": 4, "loss": NaN}\n')
+    assert [row["step"] for row in Run(runs_root / "p").metrics()] == [1, 2, 3, 4]
+    result = plot_runs([runs_root / "p", tmp_path / "other" / "p"], ["loss"], tmp_path / "p.png")
+    assert result["points"] == {"runs/p": 2, "other/p": 2}
+    assert describe_run(runs_root / "p")["steps"] == 4

@@ -234,22 +234,47 @@ def test_kill_9_at_any_moment_leaves_a_usable_run_that_resumes_to_the_uninterrup
         torch.testing.assert_close(resumed_adapter[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
+def _checkpoint(folder, step: int) -> None:
+    """The files complete_checkpoint looks at, each readable: an adapter, optimizer state, trainer_state.json."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    save_file({"lora_A": torch.zeros(2, 2)}, folder / "adapter_model.safetensors")
+    torch.save({"state": {}, "param_groups": []}, folder / "optimizer.pt")
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+
+
 def test_an_incomplete_checkpoint_is_passed_over(tmp_path):
     from rlsd_cli.runs import Run
     from rlsd_cli.training import latest_checkpoint
 
     run = Run.create("sft", name="torn", root=tmp_path, record={"base_model": {"spec": "x"}})
     for step in (2, 4):
-        folder = run.path / "checkpoints" / f"checkpoint-{step}"
-        folder.mkdir(parents=True)
-        for name in ("adapter_model.safetensors", "optimizer.pt"):
-            (folder / name).write_bytes(b"x")
-        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        _checkpoint(run.path / "checkpoints" / f"checkpoint-{step}", step)
     assert latest_checkpoint(run).name == "checkpoint-4"
     (run.path / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')  # a kill -9 mid-save
     assert latest_checkpoint(run).name == "checkpoint-2"
     (run.path / "checkpoints" / "checkpoint-2" / "optimizer.pt").unlink()
     assert latest_checkpoint(run) is None
+
+
+def test_a_checkpoint_whose_files_do_not_open_is_passed_over(tmp_path, capsys):
+    """Found by a hostile-input sweep: a checkpoint with a good trainer_state.json but junk weights or optimizer state
+    was taken as complete, and --resume stopped on `SafetensorError: header too small`."""
+    from rlsd_cli.runs import Run
+    from rlsd_cli.training import latest_checkpoint
+
+    run = Run.create("sft", name="junk", root=tmp_path, record={"base_model": {"spec": "x"}})
+    _checkpoint(run.path / "checkpoints" / "checkpoint-1", 1)
+    damages = {"adapter_model.safetensors": b"junk", "optimizer.pt": b"junk", "scheduler.pt": b"PK\x03\x04 cut short",
+               "adapter_config.json": b"[" * 100_000, "trainer_state.json": b"[" * 100_000}
+    for step, (name, junk) in enumerate(damages.items(), start=2):
+        folder = run.path / "checkpoints" / f"checkpoint-{step}"
+        _checkpoint(folder, step)
+        (folder / name).write_bytes(junk)
+        capsys.readouterr()
+        assert latest_checkpoint(run).name == "checkpoint-1", name
+        assert f"{folder}: incomplete or damaged checkpoint" in capsys.readouterr().err
 
 
 def test_model_written_pairs_are_parsed_and_kept_only_when_grounded():
