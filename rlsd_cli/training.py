@@ -248,9 +248,7 @@ def _opens(path: Path) -> bool:
 
 def finished_checkpoint(folder: Path) -> bool:
     """Whether a complete checkpoint holds the run's last step (saved before the trained model is scored)."""
-    import json
-
-    state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    state = read_json(folder / "trainer_state.json", "passed over")
     steps, done = state.get("max_steps"), state.get("global_step")
     return isinstance(steps, int) and isinstance(done, int) and 0 < steps <= done
 
