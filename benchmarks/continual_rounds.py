@@ -93,19 +93,21 @@ def main() -> None:
         for path in (EXAMPLES / "company_revision2").iterdir():
             shutil.copy2(path, revision2 / path.name)
     qa = ["--eval-qa", str(EXAMPLES / "company_qa.jsonl"), "--eval-qa", str(EXAMPLES / "company_qa_revision2.jsonl")]
-    first = runs / "r1-recover"
-    if not (runs / "r1-sft" / "summary.json").is_file():
+    # Round one's runs are named by its setting, so a folder of another setting's round one is not reused.
+    one = "r1" if args.round_one == "plain" else f"r1-{args.round_one}"
+    first = runs / f"{one}-recover"
+    if not (runs / f"{one}-sft" / "summary.json").is_file():
         rlsd(["sft", str(EXAMPLES / "company"), "--recipe", "cpu-demo-sft", *SETTINGS[args.round_one], *qa, *EVAL, "--runs-dir", str(runs),
-              "--name", "r1-sft"], runs / "r1-sft.log", threads=2)
+              "--name", f"{one}-sft"], runs / f"{one}-sft.log", threads=2)
     if not (first / "summary.json").is_file():
         shutil.rmtree(first, ignore_errors=True)  # an interrupted attempt
-        rlsd(["recover", "--from", str(runs / "r1-sft"), "--recipe", "cpu-demo-recover", *EVAL, "--runs-dir", str(runs),
-              "--name", "r1-recover"], runs / "r1-recover.log", threads=2)
+        rlsd(["recover", "--from", str(runs / f"{one}-sft"), "--recipe", "cpu-demo-recover", *EVAL, "--runs-dir", str(runs),
+              "--name", f"{one}-recover"], runs / f"{one}-recover.log", threads=2)
     round_one = json.loads((first / "summary.json").read_text())
-    round_one_sft = json.loads((runs / "r1-sft" / "summary.json").read_text())
+    round_one_sft = json.loads((runs / f"{one}-sft" / "summary.json").read_text())
 
     def round_two(setting: str, seed: int) -> dict:
-        name = f"r2-{setting}-s{seed}"
+        name = f"r2-{setting}-s{seed}" if one == "r1" else f"{one}-r2-{setting}-s{seed}"
         sft = rlsd(["sft", str(revision2), "--from", str(first), "--recipe", "cpu-demo-sft-round", *SETTINGS[setting],
                     "--seed", str(seed), *EVAL, "--runs-dir", str(runs), "--name", f"{name}-sft"],
                    runs / f"{name}-sft.log", threads=1, setting=setting)

@@ -37,8 +37,9 @@ def validate_messages(messages: Any, where: str = "messages") -> list[Message]:
             )
     turns = [m["role"] for m in messages if m["role"] != "system"]
     if turns and turns[0] != "user":
-        raise BadInputError(f"{where}: the conversation opens with an {turns[0]} turn; chat templates need the "
-                            "user to speak first (after any system message)")
+        raise BadInputError(f"{where}: the conversation opens with an {turns[0]} turn, so that turn answers no "
+                            "prompt and could not be trained on; start it with the user's message (after any system "
+                            "message), or delete it")
     return messages
 
 

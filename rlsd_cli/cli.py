@@ -70,6 +70,9 @@ class _Group(TyperGroup):
         except Exception as exc:  # a bug: still one line (and the unstarted run folder removed), exit 1
             if os.environ.get("RLSD_DEBUG"):
                 raise
+            if type(exc).__name__ == "OutOfMemoryError":  # torch's, on a GPU: the settings', not a bug
+                _fail(f"out of memory ({exc}); lower --batch-size (or --max-length, --num-generations), or use "
+                      "--quant 4bit", 1)
             _fail(f"internal error ({type(exc).__name__}: {exc}); this is a bug in rlsd. RLSD_DEBUG=1 shows the "
                   "traceback; please report it with the command", 1)
 
@@ -443,7 +446,8 @@ def _verb_rows(result: dict) -> list[tuple[str, str]]:
                 ("examples", ", ".join(f"{v} {k}" for k, v in sorted(result["examples"].items()))),
                 ("tokens trained", f"{result['tokens_trained']:,}"),
                 ("loss", f"{result['first_loss']} -> {result['final_loss']}"),
-                ("train time", f"{result['train_seconds']} s ({result['tokens_per_second']} tokens/s)")]
+                ("train time", f"{result['train_seconds']} s ({result['tokens_per_second']} tokens/s)"
+                 if result["train_seconds"] is not None else "trained before this resume")]
     if result["verb"] == "recover":
         return [("from", result["parent"]),
                 *((f"teacher ({kind} prompts)", text) for kind, text in result["teachers"].items()),

@@ -133,7 +133,8 @@ class RunOptions(Options):
     runs_dir: Path | None = option(None, "Where run folders live (default: ./runs, or $RLSD_RUNS).")
     resume: bool = option(False, "Continue the run named --name from its last checkpoint.")
     force: bool = option(False, "Move an existing run of that name to runs/.trash/ and start again.")
-    save_every: int = option(0, "Write a checkpoint every N steps (0: only on interruption).", ge=0)
+    save_every: int = option(0, "Write a checkpoint every N steps (0: only on interruption; the last step's is kept "
+                             "until the trained model is scored).", ge=0)
     report_to: str = option("none", "Also send the metrics to a tracker (Trainer's integrations; install the matching "
                             "extra, e.g. pip install 'rlsd[tensorboard]'); tensorboard and mlflow's file store work "
                             "offline, writing under the run folder.", choices=TRACKERS)
@@ -149,9 +150,10 @@ class RunOptions(Options):
             raise BadInputError("--resume and --force contradict each other: --resume continues the run, --force "
                                 "starts it again; pass one")
         if self.report_to != "none":
-            import importlib.util
+            from transformers import integrations
 
-            if importlib.util.find_spec(self.report_to) is None:  # Trainer would fail only once the run has begun
+            # Trainer's own test of the tracker (tensorboardX counts for tensorboard), asked before the run begins.
+            if not getattr(integrations, f"is_{self.report_to}_available")():
                 raise BadInputError(f"--report-to {self.report_to}: the {self.report_to} package is not installed; "
                                     f"pip install {self.report_to}, or leave out --report-to")
 

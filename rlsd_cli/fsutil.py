@@ -57,6 +57,25 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def parse_json(text: str) -> Any:
+    """json.loads of user input, every failure a ValueError whose text says what is wrong: a syntax error, a
+    number too long to convert, nesting too deep, or a lone surrogate escape ("\\ud800"), which parses but is
+    not text and fails later, when it is encoded."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(exc.msg if exc.lineno == 1 else f"{exc.msg} at line {exc.lineno}") from None
+    except ValueError as exc:  # int() of more than 4300 digits
+        raise ValueError(str(exc).split(";")[0]) from None
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a lone surrogate escape such as \\ud800, which is not text") from None
+    return obj
+
+
 def read_json(path: str | Path, fix: str) -> Any:
     """A JSON file rlsd wrote (a run record, a summary, an eval report, a model record, a checkpoint's state), parsed.
     Such a file may still have been damaged or edited by hand: one that is not a regular file, not UTF-8, not JSON, or
@@ -66,13 +85,11 @@ def read_json(path: str | Path, fix: str) -> Any:
     if path.exists() and not path.is_file():  # a FIFO would block the read forever, a device never end
         raise BadInputError(f"{path}: damaged (not a regular file); {fix}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return parse_json(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         reason = f"not UTF-8 text, byte {exc.start}"
-    except ValueError as exc:  # also an integer of more digits than Python converts
+    except ValueError as exc:
         reason = f"not valid JSON: {exc}"
-    except RecursionError:
-        reason = "JSON nested too deeply to read"
     raise BadInputError(f"{path}: damaged ({reason}); {fix}")
 
 
@@ -89,11 +106,9 @@ def read_json_lines(path: str | Path, fields: tuple[str, ...], fix: str) -> list
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = parse_json(line)
         except ValueError as exc:
             reason = f"not valid JSON: {exc}"
-        except RecursionError:
-            reason = "JSON nested too deeply to read"
         else:
             if isinstance(row, dict) and all(field in row for field in fields):
                 rows.append(row)

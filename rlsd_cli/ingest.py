@@ -18,7 +18,7 @@ from typing import Any
 
 from .chat_format import validate_messages
 from .errors import BadInputError
-from .suites.base import parse_json
+from .fsutil import parse_json
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}

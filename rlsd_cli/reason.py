@@ -112,11 +112,13 @@ def data_files(config: ReasonConfig) -> tuple[Path, Path | None]:
     return train, test
 
 
-def training_rows(train_file: Path, privileged: str) -> list[dict[str, Any]]:
+def training_rows(train_file: Path, privileged: str, math_verified: bool = True) -> list[dict[str, Any]]:
     """Dataset rows: the student prompt (the `math` eval suite's prompt), the teacher prompt with the hint, and
     the fields verifiers see (answer, solution)."""
 
-    items = get_suite("math").load(train_file)
+    suite = get_suite("math")
+    suite.math_verified = math_verified
+    items = suite.load(train_file)
     rows = []
     for item in items:
         record = item.record
@@ -377,7 +379,8 @@ class ReasonRecipe(TrainingRecipe):
                                                       "--prompts-per-step x --num-generations")
         self.verifier = build_verifier(config.verifier)
         self.train_file, self.test_file = data_files(config)
-        self.rows = training_rows(self.train_file, config.privileged)
+        self.rows = training_rows(self.train_file, config.privileged,
+                                  math_verified=any(spec.split("*")[-1].strip() == "math" for spec in config.verifier))
         self.device_defaults = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
         self.device_defaults["filled"] = config.fill_device_defaults(self.device_defaults["device"])
         if config.overlong_cache >= config.max_new_tokens:

@@ -167,7 +167,8 @@ def _convert(param, ctx, value: Any) -> Any:
     if getattr(param, "is_flag", False) and not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
     if isinstance(value, bool) and not getattr(param, "is_flag", False):  # click would read true as 1
-        raise ValueError(f"expected a value for {param.opts[0]}, not {str(value).lower()}")
+        raise ValueError(f"expected a value for {param.opts[0]}, not {str(value).lower()} (YAML reads yes, no, on, "
+                         "off, true and false as booleans: quote a text value)")
     return param.process_value(ctx, value if isinstance(value, bool) else str(value))
 
 

@@ -265,7 +265,7 @@ class OnPolicyDistillationTrainer(EvalModeRollouts, DistillationTrainer):
         shares = [(kind, share, rows, tokens / self.accelerator.num_processes) for kind, share, rows, tokens
                   in kind_shares(inputs["is_keep"], self.keep_mix, (inputs["keep_tokens"], inputs["general_tokens"]))]
         if self.base_answers is not None:  # the general prompts' part: their samples and the base's answers alike
-            general = 1.0 if self.anchor is not None else 1.0 - self.keep_mix
+            general = sum(share for kind, share, _, _ in shares if kind == "general")
             shares = [(kind, share * 0.5 if kind == "general" else share, rows, tokens)
                       for kind, share, rows, tokens in shares]
         loss_of = self._full_divergence_loss if self.divergence == "full" else self._sampled_token_loss

@@ -7,6 +7,7 @@ import contextlib
 import os
 import resource
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -268,9 +269,10 @@ def latest_checkpoint(run: Run) -> Path | None:
     return newest
 
 
-def train(trainer, run: Run, resume: bool) -> None:
+def train(trainer, run: Run, resume: bool) -> bool:
     """trainer.train(), resuming from the run's last checkpoint when asked; Ctrl-C or SIGTERM saves a
-    checkpoint and exits 130 with the command that resumes."""
+    checkpoint and exits 130 with the command that resumes. False when the checkpoint had finished training, so
+    this process only loaded it."""
     make_quiet(trainer)
     run.mark_started()
     checkpoint = latest_checkpoint(run) if resume else None
@@ -284,7 +286,7 @@ def train(trainer, run: Run, resume: bool) -> None:
         say(f"{checkpoint}: training had finished; scoring it")
         trainer._load_from_checkpoint(str(checkpoint))
         trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
-        return
+        return False
     stopper = StopAtStepEnd()
     trainer.add_callback(stopper)
     trainer.callback_handler.callbacks.insert(0, StopWhenNonFinite(run))  # before the step is logged as a number
@@ -301,6 +303,7 @@ def train(trainer, run: Run, resume: bool) -> None:
         done = "the last step" if step >= trainer.state.max_steps else f"step {step}"
         raise Interrupted(f"stopped after {done}; checkpoint saved in {run.path / 'checkpoints'}. "
                           f"Resume with: {resume_command(run.name)}")
+    return True
 
 
 @contextlib.contextmanager
@@ -342,8 +345,9 @@ def cost_summary(steps: int, train_seconds: float, started: float) -> dict[str, 
 
     return {
         "steps": steps,
-        "train_seconds": round(train_seconds, 1),
-        "seconds_per_step": round(train_seconds / max(steps, 1), 2),
+        # None when this process only scored a finished checkpoint: its training time is not known here.
+        "train_seconds": round(train_seconds, 1) if train_seconds > 0 else None,
+        "seconds_per_step": round(train_seconds / max(steps, 1), 2) if train_seconds > 0 else None,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "peak_rss_bytes": peak_rss_bytes(),
         "peak_cuda_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
@@ -529,8 +533,8 @@ def run_recipe(recipe: TrainingRecipe) -> dict[str, Any]:
         callback.trackers = [c for c in trainer.callback_handler.callbacks if type(c).__module__.startswith("transformers.integrations")]
     say(recipe.describe(trainer))
     train_started = time.perf_counter()
-    train(trainer, run, config.resume)
-    train_seconds = time.perf_counter() - train_started
+    trained = train(trainer, run, config.resume)
+    train_seconds = time.perf_counter() - train_started if trained else 0.0
     with scoring_trained(run):
         recipe.finish(loaded)
         run.save_adapter(loaded.model)
@@ -547,4 +551,8 @@ def run_recipe(recipe: TrainingRecipe) -> dict[str, Any]:
         "eval_after": recipe.report_scores(after),
     }
     run.write_summary(summary)
+    step = trainer.state.global_step
+    if is_main_process() and (not config.save_every or step % config.save_every):
+        # The last step's checkpoint only guarded the scoring; a finished run is not resumed.
+        shutil.rmtree(run.path / "checkpoints" / f"checkpoint-{step}", ignore_errors=True)
     return summary

@@ -71,21 +71,21 @@ def answers_match(predicted: str | None, reference: str) -> bool:
 
 
 def math_parse(text: str) -> list:
-    """math-verify's reading of an answer. It finds expressions only inside math delimiters, or bare LaTeX it
-    recognises (`\\frac{1}{2}` but not `\\sqrt{2}`), and a `\\boxed{}` answer arrives without either."""
+    """math-verify's reading of an answer. It reads expressions inside math delimiters; bare text it reads only
+    partly (`2x+1` as 2, `\\sqrt{2}` not at all), and a `\\boxed{}` answer arrives without delimiters."""
     from math_verify import parse
 
-    return parse(text) or parse(f"${text}$")
+    return (parse(f"${text}$") if "$" not in text else []) or parse(text)
 
 
 def checkable_reference(reference: str) -> bool:
-    """Whether a reference answer is one the math verifier is meant for: a number, or an expression with a digit
-    or a LaTeX command that math-verify reads (`\\frac{1}{2}`, `2x+1`). A word such as "two" is refused: inside
-    math delimiters it would read as the product t*w*o, and no response gives that."""
+    """Whether a reference answer is one the math verifier is meant for: anything but plain words. "two" or "Paris"
+    would be read inside math delimiters as a product of letters (t*w*o), which no response gives; single letters
+    (`x`, `e`) and LaTeX (`\\pi`, `\\frac{1}{2}`) are math."""
+    if re.fullmatch(r"[A-Za-z][A-Za-z ]*[A-Za-z]", reference.strip()):
+        return False
     if parse_number(reference) is not None:
         return True
-    if not re.search(r"[\d\\]", reference):
-        return False
     try:
         return bool(math_parse(reference))
     except Exception:

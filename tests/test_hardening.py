@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
+from conftest import assert_same_adapter, run_cli
 from rlsd_cli.errors import BadInputError
 
 DOCS = Path(__file__).parent / "data" / "docs"
@@ -148,6 +148,7 @@ def test_sigterm_while_the_trained_model_is_scored_keeps_the_training_and_resume
     assert len(errors) == 1 and "training is saved" in errors[0] and "--resume" in errors[0], rest
     assert (runs / "x" / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
     assert not (runs / "x" / "summary.json").exists()
+    shutil.copytree(runs / "x" / "checkpoints" / "checkpoint-2", tmp_path / "trained" / "adapter")
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True,
                              env=environment, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
@@ -156,6 +157,9 @@ def test_sigterm_while_the_trained_model_is_scored_keeps_the_training_and_resume
     assert summary["steps"] == 2
     steps = [json.loads(row)["step"] for row in (runs / "x" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2]  # the two trained steps, logged once: nothing was trained again
+    assert summary["train_seconds"] is None  # this process trained nothing
+    assert_same_adapter(runs / "x", tmp_path / "trained")  # the checkpoint's weights, not fresh ones
+    assert not (runs / "x" / "checkpoints" / "checkpoint-2").exists()  # a finished run keeps no checkpoint
 
 
 def test_a_byte_order_mark_in_an_evaluation_file_is_accepted(tmp_path):

@@ -65,6 +65,14 @@ def test_privileged_solution_without_solutions_is_a_clear_error(tmp_path):
         training_rows(data, "solution")
 
 
+def test_word_answers_are_refused_only_where_the_math_verifier_scores(tmp_path):
+    data = tmp_path / "capitals.jsonl"
+    data.write_text('{"prompt": "Capital of France?", "answer": "Paris"}\n{"prompt": "Is 2 even?", "answer": "yes"}\n')
+    assert [row["answer"] for row in training_rows(data, "answer", math_verified=False)] == ["Paris", "yes"]
+    with pytest.raises(BadInputError, match="capitals.jsonl:1"):
+        training_rows(data, "answer", math_verified=True)
+
+
 def test_leakage_counter_catches_talk_of_a_reference():
     assert LEAKAGE.search("Using the reference solution, the answer is 5.")
     assert not LEAKAGE.search("First, 3 + 2 = 5. Answer: 5")

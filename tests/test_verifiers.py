@@ -53,12 +53,16 @@ def test_parse_number_rejects_words():
 
 @pytest.mark.parametrize(("reference", "checkable"), [
     ("18", True), ("1,072", True), ("-3.5", True), ("3/4", True), ("\\frac{1}{2}", True), ("$\\sqrt{2}$", True),
-    ("2x+1", True), ("two", False), ("x", False), ("", False),
+    ("2x+1", True), ("x", True), ("\\pi", True), ("two", False), ("Paris", False), ("", False),
 ])
 def test_a_reference_no_answer_could_match_is_told_apart(reference, checkable):
     assert checkable_reference(reference) is checkable
     if checkable and reference:  # a checkable reference is matched by itself, boxed as a model would write it
         assert answers_match(extract_final_answer(f"\\boxed{{{reference.strip('$')}}}"), reference)
+
+
+def test_an_expression_is_not_matched_by_its_leading_number():
+    assert not answers_match("2", "2x+1") and answers_match("2x + 1", "2x+1")
 
 
 def test_gsm8k_reference_takes_the_number_after_hashes():

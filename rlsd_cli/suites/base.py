@@ -9,6 +9,7 @@ from typing import Any
 
 from ..chat_format import Message
 from ..errors import BadInputError
+from ..fsutil import parse_json
 
 HUB = "hub"  # `--data hub`: the hub dataset's current version instead of the embedded copy
 EMBEDDED_DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
@@ -19,25 +20,6 @@ class Item:
     key: Any  # the value of the suite's key field; `--responses` files name items by it
     messages: list[Message]
     record: dict[str, Any] = field(default_factory=dict)
-
-
-def parse_json(text: str) -> Any:
-    """json.loads of user input, every failure a ValueError whose text says what is wrong: a syntax error, a
-    number too long to convert, nesting too deep, or a lone surrogate escape ("\\ud800"), which parses but is
-    not text and fails later, when it is encoded."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(exc.msg if exc.lineno == 1 else f"{exc.msg} at line {exc.lineno}") from None
-    except ValueError as exc:  # int() of more than 4300 digits
-        raise ValueError(str(exc).split(";")[0]) from None
-    except RecursionError:
-        raise ValueError("nested too deeply to read") from None
-    try:
-        json.dumps(obj, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("a lone surrogate escape such as \\ud800, which is not text") from None
-    return obj
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -74,7 +56,8 @@ def require(record: dict[str, Any], field_name: str, where: str, kind: type | tu
         names = " or ".join({str: "text", int: "a number", float: "a number"}.get(k, k.__name__)
                             for k in (kind if isinstance(kind, tuple) else (kind,)))
         raise BadInputError(f"{where}: '{field_name}' is {type(value).__name__} {json.dumps(value)[:40]}; "
-                            f"it must be {' or '.join(dict.fromkeys(names.split(' or ')))}, such as \"5\" for text")
+                            f"it must be {' or '.join(dict.fromkeys(names.split(' or ')))}"
+                            + (', such as "5" for text' if kind is str else ""))
     if value is None or (isinstance(value, str) and not value.strip()):
         raise BadInputError(f"{where}: missing or empty '{field_name}'; give every line a non-empty '{field_name}' "
                             "or delete that line")
