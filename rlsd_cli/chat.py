@@ -42,6 +42,12 @@ def reply(
     tokenizer = loaded.tokenizer
     if config.system is not None and not any(m["role"] == "system" for m in messages):
         messages = [{"role": "system", "content": config.system}, *messages]
+    for message in messages:
+        try:
+            message["content"].encode("utf-8")
+        except UnicodeEncodeError:  # bytes that were not UTF-8 reach Python as lone surrogates; a tokenizer refuses them
+            raise BadInputError(f"the {message['role']} message is not UTF-8 text (a terminal or pipe in another "
+                                "encoding?); pass UTF-8") from None
     prompt = render_prompt(tokenizer, messages)
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(loaded.device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)

@@ -162,6 +162,13 @@ def test_sigterm_while_the_trained_model_is_scored_keeps_the_training_and_resume
     assert not (runs / "x" / "checkpoints" / "checkpoint-2").exists()  # a finished run keeps no checkpoint
 
 
+def test_a_chat_message_that_is_not_utf8_is_one_line(tiny_model_dir):
+    # Bytes that are not UTF-8 in argv reach Python as lone surrogates; the tokenizer would raise TypeError.
+    result = run_cli("chat", "--model", str(tiny_model_dir), "-p", "\udcff\udcfe hi", "--max-new-tokens", "2")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("rlsd: error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "not UTF-8" in errors[0], result.stderr
+
+
 def test_a_byte_order_mark_in_an_evaluation_file_is_accepted(tmp_path):
     data, responses = tmp_path / "q.jsonl", tmp_path / "r.jsonl"
     data.write_bytes(b"\xef\xbb\xbf" + json.dumps({"question": "q", "answer": "Harbour"}).encode() + b"\n")
