@@ -380,7 +380,7 @@ class ReasonRecipe(TrainingRecipe):
         self.verifier = build_verifier(config.verifier)
         self.train_file, self.test_file = data_files(config)
         self.rows = training_rows(self.train_file, config.privileged,
-                                  math_verified=any(spec.split("*")[-1].strip() == "math" for spec in config.verifier))
+                                  math_verified=any(name == "math" for name, _, _ in self.verifier.parts))
         self.device_defaults = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
         self.device_defaults["filled"] = config.fill_device_defaults(self.device_defaults["device"])
         if config.overlong_cache >= config.max_new_tokens:
