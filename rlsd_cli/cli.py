@@ -55,7 +55,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except RlsdError as exc:
-            _fail(str(exc), exc.exit_code)
+            _fail(str(exc), exc.exit_code, shortened=exc.shortened)
         except KeyboardInterrupt:
             _fail("interrupted", EXIT_INTERRUPTED)
         except OSError as exc:
@@ -101,18 +101,20 @@ def _write_line(line: str) -> None:
         sys.stderr.flush()
 
 
-def _fail(message: str, code: int):
+def _fail(message: str, code: int, shortened: bool = True):
     from .runs import discard_unstarted
 
     removed = discard_unstarted()
     if removed:  # still one line: the error, then what was cleaned up
         message += f" (removed the new run folder {', '.join(map(str, removed))}: it had not started training)"
-    raise typer.Exit(_report(message, code))
+    raise typer.Exit(_report(message, code, shortened))
 
 
-def _report(message: str, code: int) -> int:
+def _report(message: str, code: int, shortened: bool = True) -> int:
     """The one error line (and with --json, before or after the verb, the one JSON object); returns the code."""
-    message = console.shorten(console.printable(" ".join(message.split())))  # one line, whatever a library's message held
+    message = console.printable(" ".join(message.split()))  # one line, whatever a library's message held
+    if shortened:
+        message = console.shorten(message)
     wants_json = _state["json"] or "--json" in _state.get("argv", [])
     if wants_json and not _state.get("reported") and distributed.is_main_process():
         console.print_json({"error": message, "exit_code": code})

@@ -285,9 +285,9 @@ class RecoverConfig(PrecisionOptions, RunOptions, EvalOptions, PeriodicEvalOptio
                                       "drawn from the pairs that round made (0: the whole pool alike; 0.5 kept the "
                                       "new facts but cost IFEval and older QA, docs/continual.md).", ge=0, le=1)
     base_answers: int = option(0, "Per step, N of the base model's own cached answers to --base-answer-sets, "
-                               "teacher-forced: the full-vocabulary KL to the base at every answer token, no sampling "
-                               "(GKD's off-policy half); it shares the general prompts' part of the loss equally. "
-                               "0: off.", ge=0)
+                               "teacher-forced: the full-vocabulary KL to the teacher (the base unless --teacher names "
+                               "another) at every answer token, no sampling (GKD's off-policy half); it shares the "
+                               "general prompts' part of the loss equally. 0: off.", ge=0)
     base_answer_sets: str = option("general+factual", "Built-in sets whose base answers --base-answers draws "
                                    "(the answers sft replays, cached once per base).")
     samples_per_prompt: int = option(2, "Completions sampled per prompt (temperature 1, no truncation).", ge=1)

@@ -15,6 +15,8 @@ class RlsdError(Exception):
     """An expected failure: the message is shown as one line, without a traceback."""
 
     exit_code = EXIT_FAILURE
+    # Long paths and values in the line are cut in the middle, except in a message holding a command to copy.
+    shortened = True
 
 
 class BadInputError(RlsdError):

@@ -26,7 +26,7 @@ from trl import DistillationConfig, DistillationTrainer
 from trl.trainer.utils import RepeatSampler
 
 from .chat_format import chat_example
-from .configs import RecoverConfig
+from .configs import RecoverConfig, SFTConfig, default_of
 from .console import say
 from .distributed import per_process_share
 from .errors import BadInputError
@@ -61,8 +61,8 @@ KNOWLEDGE_PROMPTS = "knowledge_prompts.jsonl"
 SNAPSHOT_ADAPTER = "sft_snapshot"
 # Token means logged each step, added up over all processes before they are logged.
 LOGGED_KEYS = ("reverse_kl", "logp/student", "logp/teacher", "reverse_kl/keep", "reverse_kl/general")
-# The base's cached answers are as long as sft's replay made them (its --replay-max-new-tokens default).
-BASE_ANSWER_TOKENS = 128
+# The base's cached answers are as long as sft's replay made them, so sft's cache serves recover too.
+BASE_ANSWER_TOKENS = default_of(SFTConfig.__dataclass_fields__["replay_max_new_tokens"])
 
 
 # ---------------------------------------------------------------- prompts

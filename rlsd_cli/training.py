@@ -28,6 +28,7 @@ from .runs import Run
 
 class Interrupted(RlsdError):
     exit_code = EXIT_INTERRUPTED
+    shortened = False  # its message ends in the resume command
 
 
 class Diverged(RlsdError):

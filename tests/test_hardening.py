@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -127,8 +128,9 @@ def test_sigterm_while_the_base_is_scored_removes_the_new_run_folder(tiny_model_
 
 
 def test_sigterm_while_the_trained_model_is_scored_keeps_the_training_and_resume_only_scores(tiny_model_dir, tmp_path):
-    """Scoring after training takes minutes on a real model; a signal there must not cost the training."""
-    runs = tmp_path / "runs"
+    """Scoring after training takes minutes on a real model; a signal there must not cost the training. The runs
+    folder's path is longer than the error line's cut (200 characters): the resume command is printed whole."""
+    runs = tmp_path / ("d" * 210) / "runs"
     qa = tmp_path / "qa.jsonl"
     qa.write_text("".join(json.dumps({"question": f"What is fact {i}?", "answer": str(i)}) + "\n" for i in range(400)))
     rlsd = str(Path(sys.executable).with_name("rlsd"))
@@ -145,12 +147,13 @@ def test_sigterm_while_the_trained_model_is_scored_keeps_the_training_and_resume
     rest = process.stderr.read()
     assert process.wait(timeout=120) == 130
     errors = [line for line in rest.splitlines() if line.startswith("rlsd: error:")]
-    assert len(errors) == 1 and "training is saved" in errors[0] and "--resume" in errors[0], rest
+    assert len(errors) == 1 and "training is saved" in errors[0], rest
+    printed = shlex.split(errors[0].split("Resume (it only scores) with: ")[1])
+    assert printed[0] == "rlsd" and printed[-1] == "--resume" and str(runs) in printed
     assert (runs / "x" / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
     assert not (runs / "x" / "summary.json").exists()
     shutil.copytree(runs / "x" / "checkpoints" / "checkpoint-2", tmp_path / "trained" / "adapter")
-    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True,
-                             env=environment, timeout=300)
+    resumed = subprocess.run([rlsd, *printed[1:]], capture_output=True, text=True, env=environment, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "starting from the beginning" not in resumed.stderr and not (runs / "x" / "metrics-discarded.jsonl").exists()
     summary = json.loads((runs / "x" / "summary.json").read_text())
