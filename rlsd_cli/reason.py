@@ -77,8 +77,8 @@ PRIVILEGED_TEMPLATE = (
 # is the policy collapsing, is the answer leaking).
 TRAINING_PANELS = {
     "reward and accuracy": ["reward", "accuracy", "eval/math/accuracy"],
-    "shares: groups without reward variance (first draw), groups kept, completions punished as overlong": [
-        "groups/zero_std_first", "groups/kept_share", "overlong/penalised"],
+    "shares: groups without reward (or verdict) variance in the first draw, groups kept, completions punished as "
+    "overlong": ["groups/zero_std_first", "groups/zero_accuracy_std_first", "groups/kept_share", "overlong/penalised"],
     "RLSD token weights w_t": ["w/mean", "w/p10", "w/p90", "w/clipped"],
     "PPO clip fraction": ["clip_fraction"],
     "entropy": ["entropy_mean"],
@@ -235,6 +235,10 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
             self._metrics["train"]["overlong/penalised"].append((self._rewards[:, 1] < 0).float().mean().item())
         signal = groups_with_signal(rewards, self.num_generations)
         self._metrics["train"]["groups/zero_std_first"].append(1.0 - signal.float().mean().item())
+        # With the overlong punishment a group all wrong (or all right) still varies in length, so it is kept and
+        # teaches length alone; DAPO's own filter reads the verdicts. Both shares are logged.
+        verdicts_vary = groups_with_signal(self._rewards[:, 0], self.num_generations)
+        self._metrics["train"]["groups/zero_accuracy_std_first"].append(1.0 - verdicts_vary.float().mean().item())
         if self.model.training and self.refill_rounds > 0:
             inputs, output = self._refill(inputs, output, signal)
         if self.algo != "grpo":
@@ -470,6 +474,7 @@ class ReasonRecipe(TrainingRecipe):
             "teacher": self.teacher.describe() if self.teacher else None,
             "train_problems": len(self.rows),
             "zero_std_first": mean_or_none([m.get("groups/zero_std_first") for m in steps]),
+            "zero_accuracy_std_first": mean_or_none([m.get("groups/zero_accuracy_std_first") for m in steps]),
             "kept_share": mean_or_none([m.get("groups/kept_share") for m in steps]),
             "groups_generated": sum(m.get("groups/generated", 0) for m in steps),
             "pass_rate_by_level": self.curriculum.describe(),

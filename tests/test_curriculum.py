@@ -121,6 +121,7 @@ def test_overlong_punishment_lowers_the_reward_but_not_the_accuracy_or_pass_rate
     summary = json.loads(result.stdout)
     steps = [r for r in map(json.loads, (runs / "long" / "metrics.jsonl").read_text().splitlines()) if "reward" in r]
     assert steps and all(r["accuracy"] == 1.0 for r in steps)
+    assert all(r["groups/zero_accuracy_std_first"] == 1.0 for r in steps)  # every verdict alike: DAPO would drop it
     # A random tiny model rarely stops before 8 tokens: past 2 tokens every completion is penalised.
     assert all(r["overlong/penalised"] > 0 and r["reward"] < 1.0 for r in steps)
     levels = summary["pass_rate_by_level"].values()  # (solved + 1) / (tried + 2): every sample counted as solved
