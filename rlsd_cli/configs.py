@@ -338,7 +338,7 @@ class ReasonConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, Peri
                                        f"the same one {device_default_help('temperature')}.", gt=0)
     steps: int = option(40, "Optimizer steps.", ge=1)
     lr: float | None = option(None, f"Learning rate of the LoRA weights {device_default_help('lr')}.", gt=0)
-    dynamic_sampling: int = option(2, "DAPO dynamic sampling: groups whose rewards are all equal (no signal) are "
+    dynamic_sampling: int = option(2, "DAPO dynamic sampling: groups whose verdicts are all equal (no signal) are "
                                    "dropped and fresh problems refill the step, for at most N more generations "
                                    "(0: off; one process only).", ge=0, le=15)
     curriculum: str = option("pass-rate", "How problems are drawn: pass-rate (in proportion to p(1-p), p the measured "

@@ -77,8 +77,8 @@ PRIVILEGED_TEMPLATE = (
 # is the policy collapsing, is the answer leaking).
 TRAINING_PANELS = {
     "reward and accuracy": ["reward", "accuracy", "eval/math/accuracy"],
-    "shares: groups without reward (or verdict) variance in the first draw, groups kept, completions punished as "
-    "overlong": ["groups/zero_std_first", "groups/zero_accuracy_std_first", "groups/kept_share", "overlong/penalised"],
+    "shares: groups whose verdicts are all alike (first draw), groups kept, completions punished as overlong": [
+        "groups/zero_std_first", "groups/kept_share", "overlong/penalised"],
     "RLSD token weights w_t": ["w/mean", "w/p10", "w/p90", "w/clipped"],
     "PPO clip fraction": ["clip_fraction"],
     "entropy": ["entropy_mean"],
@@ -229,16 +229,12 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         if self.model.training and self.curriculum.by_pass_rate:
             inputs = self._curriculum_rows(len(inputs), round_index=0)
-        output, rewards = self._sample_groups(inputs)
+        output, verdicts = self._sample_groups(inputs)
         self._metrics["train"]["accuracy"].append((self._rewards[:, 0] > 0.5).float().mean().item())
         if self._rewards.size(1) > 1:  # the overlong punishment's share of penalised completions
             self._metrics["train"]["overlong/penalised"].append((self._rewards[:, 1] < 0).float().mean().item())
-        signal = groups_with_signal(rewards, self.num_generations)
+        signal = groups_with_signal(verdicts, self.num_generations)
         self._metrics["train"]["groups/zero_std_first"].append(1.0 - signal.float().mean().item())
-        # With the overlong punishment a group all wrong (or all right) still varies in length, so it is kept and
-        # teaches length alone; DAPO's own filter reads the verdicts. Both shares are logged.
-        verdicts_vary = groups_with_signal(self._rewards[:, 0], self.num_generations)
-        self._metrics["train"]["groups/zero_accuracy_std_first"].append(1.0 - verdicts_vary.float().mean().item())
         if self.model.training and self.refill_rounds > 0:
             inputs, output = self._refill(inputs, output, signal)
         if self.algo != "grpo":
@@ -246,7 +242,10 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         return output
 
     def _sample_groups(self, inputs):
-        """TRL's generation and rewards, with the paper's advantage; each group's rewards feed the curriculum."""
+        """TRL's generation and rewards, with the paper's advantage; each group's verdicts (the verifier's column)
+        feed the curriculum and are returned for dynamic sampling. DAPO filters on accuracy: with the overlong
+        punishment, a group all wrong still varies in length, and keeping it taught seed 1 of the embedded model to
+        answer in three tokens (docs/reason.md)."""
         output = super()._generate_and_score_completions(inputs)
         # The paper's advantage (unbiased std, eps 1e-6), from the same rewards TRL computed.
         rewards = (self._rewards * self.reward_weights.to(self._rewards.device).unsqueeze(0)).nansum(dim=1)
@@ -254,12 +253,12 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         rows = output["completion_ids"].size(0)
         mine = slice(self.accelerator.process_index * rows, (self.accelerator.process_index + 1) * rows)
         output["advantages"] = group_advantages(rewards, self.num_generations)[mine].to(output["completion_ids"].device)
-        if self.model.training:  # pass rates count the verifier's verdicts (column 0), not a length penalty
+        verdicts = self._rewards[:, 0]  # the verifier's column, not a length penalty
+        if self.model.training:
             problems = gather_object([row["problem"] for row in inputs])
-            verdicts = self._rewards[:, 0]
             for start in range(0, len(problems), self.num_generations):
                 self.curriculum.record(problems[start], verdicts[start:start + self.num_generations].tolist())
-        return output, rewards
+        return output, verdicts
 
     def _draw_key(self, round_index: int) -> int:
         # The step and the round within it: --dynamic-sampling is at most 15, so keys never collide.
@@ -274,7 +273,7 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         return global_rows[self.accelerator.process_index * rows:(self.accelerator.process_index + 1) * rows]
 
     def _refill(self, inputs, output, signal):
-        """DAPO's dynamic sampling (curriculum.py): groups with equal rewards are dropped and problems drawn by the
+        """DAPO's dynamic sampling (curriculum.py): groups with equal verdicts are dropped and problems drawn by the
         curriculum refill the step, for at most `refill_rounds` more generations."""
         size = self.num_generations
         wanted = len(inputs) // size
@@ -284,8 +283,8 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
             rounds += 1
             problems = self.curriculum.draw(wanted - kept, key=self._draw_key(rounds))
             extra = [self.train_dataset[i] for i in problems for _ in range(size)]
-            extra_output, extra_rewards = self._sample_groups(extra)
-            parts.append((extra, extra_output, groups_with_signal(extra_rewards, size)))
+            extra_output, extra_verdicts = self._sample_groups(extra)
+            parts.append((extra, extra_output, groups_with_signal(extra_verdicts, size)))
             kept += int(parts[-1][2].sum())
         generated = sum(len(part[0]) // size for part in parts)
         budget, selected = wanted, []
@@ -297,7 +296,8 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         self._metrics["train"]["groups/kept_share"].append(used / wanted)
         self._metrics["train"]["groups/generated"].append(generated)
         self._metrics["train"]["groups/dropped"].append(generated - used)
-        if used == 0:  # nothing to learn from this step: its advantages are all zero
+        if used == 0:  # no group's verdicts differ: nothing to learn (a length penalty alone is not taught)
+            output["advantages"] = torch.zeros_like(output["advantages"])
             return inputs, output
         row_masks = [take.repeat_interleave(size).to(out["completion_ids"].device) for _, out, take in selected]
         merged = concat_rollouts([(out, mask) for (_, out, _), mask in zip(selected, row_masks, strict=True)],
@@ -474,7 +474,6 @@ class ReasonRecipe(TrainingRecipe):
             "teacher": self.teacher.describe() if self.teacher else None,
             "train_problems": len(self.rows),
             "zero_std_first": mean_or_none([m.get("groups/zero_std_first") for m in steps]),
-            "zero_accuracy_std_first": mean_or_none([m.get("groups/zero_accuracy_std_first") for m in steps]),
             "kept_share": mean_or_none([m.get("groups/kept_share") for m in steps]),
             "groups_generated": sum(m.get("groups/generated", 0) for m in steps),
             "pass_rate_by_level": self.curriculum.describe(),

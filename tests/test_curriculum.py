@@ -4,9 +4,11 @@ on the tiny model."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 
 import torch
+from transformers import AutoModelForCausalLM
 
 from conftest import run_cli
 from rlsd_cli.configs import REASON_DEVICE_DEFAULTS
@@ -116,14 +118,25 @@ def test_overlong_punishment_lowers_the_reward_but_not_the_accuracy_or_pass_rate
     common = ["reason", "--data", str(data), "--model", str(tiny_model_dir), "--algo", "grpo", "--steps", "2",
               "--num-generations", "4", "--prompts-per-step", "1", "--max-new-tokens", "8", "--eval-limit", "2",
               "--verifier", "python:always_right:score", "--runs-dir", str(runs), "--json", "--no-forgetting"]
+    # The tiny model with an end-of-sequence embedding that often wins: its completions end anywhere in 1-8 tokens.
+    stopping = tmp_path / "stopping-model"
+    shutil.copytree(tiny_model_dir, stopping)
+    model = AutoModelForCausalLM.from_pretrained(stopping)
+    with torch.no_grad():
+        eos = model.get_input_embeddings().weight[model.config.eos_token_id]
+        eos.zero_()
+        eos[0] = 10.0
+    model.save_pretrained(stopping)
+    common[common.index("--model") + 1] = str(stopping)
     result = run_cli(*common, "--overlong-cache", "6", "--name", "long", env_extra={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     steps = [r for r in map(json.loads, (runs / "long" / "metrics.jsonl").read_text().splitlines()) if "reward" in r]
     assert steps and all(r["accuracy"] == 1.0 for r in steps)
-    assert all(r["groups/zero_accuracy_std_first"] == 1.0 for r in steps)  # every verdict alike: DAPO would drop it
-    # A random tiny model rarely stops before 8 tokens: past 2 tokens every completion is penalised.
-    assert all(r["overlong/penalised"] > 0 and r["reward"] < 1.0 for r in steps)
+    assert all(r["overlong/penalised"] > 0 and r["reward"] < 1.0 for r in steps)  # past 2 tokens, penalised
+    assert all(r["reward_std"] > 0 for r in steps)  # the lengths, so the rewards, differ within the group...
+    # ...but every verdict is alike: dynamic sampling (DAPO's filter, on accuracy) finds no signal in it.
+    assert all(r["groups/zero_std_first"] == 1.0 and r["groups/kept_share"] == 0.0 for r in steps)
     levels = summary["pass_rate_by_level"].values()  # (solved + 1) / (tried + 2): every sample counted as solved
     assert levels and all(v["pass_rate"] == round((v["samples"] + 1) / (v["samples"] + 2), 3) for v in levels)
     refused = run_cli(*common, "--overlong-cache", "8", "--name", "bad", env_extra={"PYTHONPATH": str(tmp_path)})
