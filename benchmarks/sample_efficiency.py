@@ -81,7 +81,9 @@ def launch(variant: str, seed: int, args, data: Path) -> subprocess.Popen:
                "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--eval-limit", str(args.eval_limit),
                "--num-generations", str(FIXED["num_generations"]), "--prompts-per-step", str(args.prompts_per_step), "--max-new-tokens", str(args.max_new_tokens),
                "--temperature", str(FIXED["temperature"]), "--lr", str(args.lr), "--verifier", "math",
-               "--runs-dir", str(args.runs), "--name", f"{name}-seed{seed}", "--no-forgetting", *extra]
+               "--runs-dir", str(args.runs), "--name", f"{name}-seed{seed}", "--no-forgetting",
+               "--overlong-cache", "0",  # as the recorded studies ran, before the punishment became the default
+               *extra]
     if (args.runs / f"{name}-seed{seed}").exists():  # a run stopped before its end: rlsd moves it to .trash/
         command.append("--force")
     # Output to a file, not a pipe: a pipe nobody reads fills up and blocks the run.

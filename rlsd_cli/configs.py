@@ -344,9 +344,9 @@ class ReasonConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, Peri
     curriculum: str = option("pass-rate", "How problems are drawn: pass-rate (in proportion to p(1-p), p the measured "
                              "pass rate of the problem and its difficulty) | uniform (TRL's shuffled order).",
                              choices=("pass-rate", "uniform"))
-    overlong_cache: int = option(0, "DAPO's soft overlong punishment (TRL's): a completion longer than "
-                                 "--max-new-tokens minus N tokens loses reward linearly, down to -1 at the limit "
-                                 "(0: off).", ge=0)
+    overlong_cache: int | None = option(None, "DAPO's soft overlong punishment (TRL's): a completion longer than "
+                                        "--max-new-tokens minus N tokens loses reward linearly, down to -1 at the "
+                                        "limit (default: a quarter of --max-new-tokens; 0: off).", ge=0)
     lam: float = option(0.5, "RLSD mixing weight at step 0.", flag="--lambda", ge=0, le=1)
     lambda_decay_steps: int = option(60, "lambda falls linearly to 0 over these steps (0: constant).", ge=0)
     eps_w: float = option(0.2, "Token weights are clipped to [1-eps_w, 1+eps_w].", ge=0, lt=1)
@@ -367,6 +367,8 @@ class ReasonConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, Peri
         filled = {name: value for name, value in REASON_DEVICE_DEFAULTS[device].items() if getattr(self, name) is None}
         for name, value in filled.items():
             setattr(self, name, value)
+        if self.overlong_cache is None:  # DAPO's ratio (4096 of 20480 tokens), on any device (docs/reason.md)
+            self.overlong_cache = filled["overlong_cache"] = self.max_new_tokens // 4
         return filled
 
 

@@ -477,8 +477,9 @@ class ReasonRecipe(TrainingRecipe):
             "kept_share": mean_or_none([m.get("groups/kept_share") for m in steps]),
             "groups_generated": sum(m.get("groups/generated", 0) for m in steps),
             "pass_rate_by_level": self.curriculum.describe(),
-            "reward_first": mean_or_none([m.get("reward") for m in steps[:5]]),
-            "reward_last": mean_or_none([m.get("reward") for m in steps[-5:]]),
+            # The verifier's own reward, without the overlong punishment: what the task scored.
+            "reward_first": mean_or_none([m.get("rewards/verifier/mean") for m in steps[:5]]),
+            "reward_last": mean_or_none([m.get("rewards/verifier/mean") for m in steps[-5:]]),
             "leakage_last": mean_or_none([m.get("leakage") for m in steps[-5:]]),
             "curve": str(curve) if curve else None,
         }

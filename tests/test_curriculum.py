@@ -71,8 +71,11 @@ def test_reason_options_left_unset_take_the_device_defaults_and_set_ones_stay():
     from rlsd_cli.configs import ReasonConfig
 
     config = ReasonConfig(data=Path("d"), temperature=0.9)
-    assert config.fill_device_defaults("cuda") == {"max_new_tokens": 1024, "lr": 2e-5}
+    assert config.fill_device_defaults("cuda") == {"max_new_tokens": 1024, "lr": 2e-5, "overlong_cache": 256}
     assert (config.temperature, config.max_new_tokens) == (0.9, 1024)
+    config = ReasonConfig(data=Path("d"), max_new_tokens=100, overlong_cache=0)  # off stays off
+    assert config.fill_device_defaults("cpu") == {"temperature": 0.7, "lr": 5e-4}
+    assert (config.max_new_tokens, config.overlong_cache) == (100, 0)
     assert REASON_DEVICE_DEFAULTS["cpu"]["max_new_tokens"] < REASON_DEVICE_DEFAULTS["cuda"]["max_new_tokens"]
 
 
@@ -105,7 +108,9 @@ def test_reason_refills_steps_with_groups_that_carry_signal(tiny_model_dir, tmp_
     record = json.loads((runs / "dyn" / "run.json").read_text())
     assert record["sampling"] == {"curriculum": "pass-rate", "dynamic_sampling_rounds": 2}
     cpu = REASON_DEVICE_DEFAULTS["cpu"]
-    assert record["device_defaults"] == {"device": "cpu", "filled": {"temperature": cpu["temperature"], "lr": cpu["lr"]}}
+    # --max-new-tokens was given, so the overlong punishment is a quarter of it: 6 // 4 tokens.
+    assert record["device_defaults"] == {"device": "cpu",
+                                         "filled": {"temperature": cpu["temperature"], "lr": cpu["lr"], "overlong_cache": 1}}
 
 
 def test_overlong_punishment_lowers_the_reward_but_not_the_accuracy_or_pass_rates(tmp_path, tiny_model_dir):
