@@ -305,7 +305,8 @@ class RecoverConfig(PrecisionOptions, RunOptions, EvalOptions, PeriodicEvalOptio
 
 
 # `rlsd reason`'s defaults by device. CPU: the embedded 135M model on `rlsd data math` (docs/reason.md: with
-# dynamic sampling and the curriculum, held-out 0.07 -> 0.14 in 40 steps at lr 5e-4, 0.08 at 1e-4). GPU: a
+# dynamic sampling, the curriculum and the overlong punishment, held-out 0.07 -> 0.20 / 0.15 / 0.17 on three seeds
+# in 40 steps at lr 5e-4 on the bf16 CPU kind; at 1e-4, without the punishment, 0.08). GPU: a
 # reasoning model's chains need room (the paper's temperature 1 and 1024+ tokens; lr as in
 # recipes/gpu-qwen3-8b-reason.yaml).
 REASON_DEVICE_DEFAULTS = {
@@ -363,11 +364,12 @@ class ReasonConfig(ModelOptions, PrecisionOptions, LoraOptions, RunOptions, Peri
             self.verifier = [self.verifier]
 
     def fill_device_defaults(self, device: str) -> dict[str, Any]:
-        """The options left unset take the device's defaults (REASON_DEVICE_DEFAULTS); returns what was filled."""
+        """The options left unset take the device's defaults (REASON_DEVICE_DEFAULTS), and the overlong
+        punishment a quarter of the completion limit; returns what was filled."""
         filled = {name: value for name, value in REASON_DEVICE_DEFAULTS[device].items() if getattr(self, name) is None}
         for name, value in filled.items():
             setattr(self, name, value)
-        if self.overlong_cache is None:  # DAPO's ratio (4096 of 20480 tokens), on any device (docs/reason.md)
+        if self.overlong_cache is None:  # a quarter of the limit on any device (DAPO punished its last fifth)
             self.overlong_cache = filled["overlong_cache"] = self.max_new_tokens // 4
         return filled
 

@@ -76,7 +76,7 @@ PRIVILEGED_TEMPLATE = (
 # The panels of training.png: what a reader checks first (is reward rising, are the token weights doing anything,
 # is the policy collapsing, is the answer leaking).
 TRAINING_PANELS = {
-    "reward and accuracy": ["reward", "accuracy", "eval/math/accuracy"],
+    "reward and accuracy": ["reward", "rewards/verifier/mean", "accuracy", "eval/math/accuracy"],
     "shares: groups whose verdicts are all alike (first draw), groups kept, completions punished as overlong": [
         "groups/zero_std_first", "groups/kept_share", "overlong/penalised"],
     "RLSD token weights w_t": ["w/mean", "w/p10", "w/p90", "w/clipped"],
@@ -173,6 +173,9 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
                  curriculum, refill_rounds=0, **kwargs):
         self.algo, self.informed_teacher = algo, teacher
         self.curriculum, self.refill_rounds = curriculum, refill_rounds
+        # Dynamic sampling's filter holds on several processes too, where there is no refill: a group whose verdicts
+        # are all alike trains nothing, whatever the overlong punishment's column says about its lengths.
+        self.drop_groups_without_signal = refill_rounds > 0
         self.lam, self.decay_steps, self.eps_w = lam, decay_steps, eps_w
         self.clip = {"eps_low": eps_low, "eps_high": eps_high, "dual_clip": dual_clip}
         self.autocast = autocast
@@ -252,8 +255,12 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         # The rewards are gathered from every process (a group may span them); this process keeps its rows.
         rows = output["completion_ids"].size(0)
         mine = slice(self.accelerator.process_index * rows, (self.accelerator.process_index + 1) * rows)
-        output["advantages"] = group_advantages(rewards, self.num_generations)[mine].to(output["completion_ids"].device)
         verdicts = self._rewards[:, 0]  # the verifier's column, not a length penalty
+        advantages = group_advantages(rewards, self.num_generations)
+        if self.drop_groups_without_signal:
+            signal = groups_with_signal(verdicts, self.num_generations)
+            advantages = (advantages.view(-1, self.num_generations) * signal.unsqueeze(1)).view(-1)
+        output["advantages"] = advantages[mine].to(output["completion_ids"].device)
         if self.model.training:
             problems = gather_object([row["problem"] for row in inputs])
             for start in range(0, len(problems), self.num_generations):
@@ -296,8 +303,7 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         self._metrics["train"]["groups/kept_share"].append(used / wanted)
         self._metrics["train"]["groups/generated"].append(generated)
         self._metrics["train"]["groups/dropped"].append(generated - used)
-        if used == 0:  # no group's verdicts differ: nothing to learn (a length penalty alone is not taught)
-            output["advantages"] = torch.zeros_like(output["advantages"])
+        if used == 0:  # no group's verdicts differ: every advantage is already zero (`_sample_groups`)
             return inputs, output
         row_masks = [take.repeat_interleave(size).to(out["completion_ids"].device) for _, out, take in selected]
         merged = concat_rollouts([(out, mask) for (_, out, _), mask in zip(selected, row_masks, strict=True)],

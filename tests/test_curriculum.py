@@ -8,6 +8,7 @@ import shutil
 from collections import Counter
 
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from conftest import run_cli
@@ -142,6 +143,10 @@ def test_overlong_punishment_lowers_the_reward_but_not_the_accuracy_or_pass_rate
     assert all(r["reward_std"] > 0 for r in steps)  # the lengths, so the rewards, differ within the group...
     # ...but every verdict is alike: dynamic sampling (DAPO's filter, on accuracy) finds no signal in it.
     assert all(r["groups/zero_std_first"] == 1.0 and r["groups/kept_share"] == 0.0 for r in steps)
+    # So every advantage was zero and nothing trained: LoRA's B matrices are still their initial zeros.
+    adapter = load_file(runs / "long" / "adapter" / "adapter_model.safetensors")
+    lora_b = [t for name, t in adapter.items() if "lora_B" in name]
+    assert lora_b and all(not t.any() for t in lora_b)
     levels = summary["pass_rate_by_level"].values()  # (solved + 1) / (tried + 2): every sample counted as solved
     assert levels and all(v["pass_rate"] == round((v["samples"] + 1) / (v["samples"] + 2), 3) for v in levels)
     refused = run_cli(*common, "--overlong-cache", "8", "--name", "bad", env_extra={"PYTHONPATH": str(tmp_path)})
