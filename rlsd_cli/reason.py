@@ -232,11 +232,10 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         if self.model.training and self.curriculum.by_pass_rate:
             inputs = self._curriculum_rows(len(inputs), round_index=0)
-        output, verdicts = self._sample_groups(inputs)
+        output, signal = self._sample_groups(inputs)
         self._metrics["train"]["accuracy"].append((self._rewards[:, 0] > 0.5).float().mean().item())
         if self._rewards.size(1) > 1:  # the overlong punishment's share of penalised completions
             self._metrics["train"]["overlong/penalised"].append((self._rewards[:, 1] < 0).float().mean().item())
-        signal = groups_with_signal(verdicts, self.num_generations)
         self._metrics["train"]["groups/zero_std_first"].append(1.0 - signal.float().mean().item())
         if self.model.training and self.refill_rounds > 0:
             inputs, output = self._refill(inputs, output, signal)
@@ -246,7 +245,7 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
 
     def _sample_groups(self, inputs):
         """TRL's generation and rewards, with the paper's advantage; each group's verdicts (the verifier's column)
-        feed the curriculum and are returned for dynamic sampling. DAPO filters on accuracy: with the overlong
+        feed the curriculum, and whether they differ (one bool per group) is returned for dynamic sampling. DAPO filters on accuracy: with the overlong
         punishment, a group all wrong still varies in length, and keeping it taught seed 1 of the embedded model to
         answer in three tokens (docs/reason.md)."""
         output = super()._generate_and_score_completions(inputs)
@@ -257,15 +256,15 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
         mine = slice(self.accelerator.process_index * rows, (self.accelerator.process_index + 1) * rows)
         verdicts = self._rewards[:, 0]  # the verifier's column, not a length penalty
         advantages = group_advantages(rewards, self.num_generations)
+        signal = groups_with_signal(verdicts, self.num_generations)
         if self.drop_groups_without_signal:
-            signal = groups_with_signal(verdicts, self.num_generations)
             advantages = (advantages.view(-1, self.num_generations) * signal.unsqueeze(1)).view(-1)
         output["advantages"] = advantages[mine].to(output["completion_ids"].device)
         if self.model.training:
             problems = gather_object([row["problem"] for row in inputs])
             for start in range(0, len(problems), self.num_generations):
                 self.curriculum.record(problems[start], verdicts[start:start + self.num_generations].tolist())
-        return output, verdicts
+        return output, signal
 
     def _draw_key(self, round_index: int) -> int:
         # The step and the round within it: --dynamic-sampling is at most 15, so keys never collide.
@@ -290,8 +289,8 @@ class SelfDistilledGRPOTrainer(EvalModeRollouts, GRPOTrainer):
             rounds += 1
             problems = self.curriculum.draw(wanted - kept, key=self._draw_key(rounds))
             extra = [self.train_dataset[i] for i in problems for _ in range(size)]
-            extra_output, extra_verdicts = self._sample_groups(extra)
-            parts.append((extra, extra_output, groups_with_signal(extra_verdicts, size)))
+            extra_output, extra_signal = self._sample_groups(extra)
+            parts.append((extra, extra_output, extra_signal))
             kept += int(parts[-1][2].sum())
         generated = sum(len(part[0]) // size for part in parts)
         budget, selected = wanted, []
